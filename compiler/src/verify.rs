@@ -1,0 +1,93 @@
+//! The IR verifier.
+//!
+//! Checks structure (one input, at least one output, no cycles, contiguous input ports, no
+//! dangling values), types (every stored fact equals what its op infers from its inputs, so
+//! LIFs produce spikes and event-driven convs consume them) and parameters (finite values).
+//! It runs after import and after every pass (see `passes::PassManager`); back ends take a
+//! [`Verified`] graph, which can only be made by verifying.
+
+use crate::ir::{Graph, NodeId, Op};
+
+/// A verifier finding, naming the node by id, module path and op.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("IR verification failed at {id} `{name}` ({op}): {message}")]
+pub struct VerifyError {
+    pub id: String,
+    pub name: String,
+    pub op: String,
+    pub message: String,
+}
+
+fn err(g: &Graph, id: NodeId, message: impl Into<String>) -> VerifyError {
+    let n = g.node(id);
+    VerifyError { id: id.to_string(), name: n.name.clone(), op: n.op.mnemonic().into(), message: message.into() }
+}
+
+fn graph_err(message: impl Into<String>) -> VerifyError {
+    VerifyError { id: "-".into(), name: "<graph>".into(), op: "-".into(), message: message.into() }
+}
+
+/// Verifies a graph.
+pub fn verify(g: &Graph) -> Result<(), VerifyError> {
+    let order = g.topo_order().ok_or_else(|| graph_err("the graph has a cycle"))?;
+    let inputs: Vec<NodeId> = g.ids().filter(|&i| matches!(g.node(i).op, Op::Input { .. })).collect();
+    if inputs.len() != 1 {
+        return Err(graph_err(format!("expected exactly 1 input node, found {}", inputs.len())));
+    }
+    if g.outputs().is_empty() {
+        return Err(graph_err("the graph has no output"));
+    }
+    for id in order {
+        let node = g.node(id);
+        if node.name.is_empty() {
+            return Err(err(g, id, "node has no source module path"));
+        }
+        let ports = g.input_ports(id);
+        if ports.iter().enumerate().any(|(i, &p)| p as usize != i) {
+            return Err(err(g, id, format!("input ports {ports:?} are not 0..{}", ports.len())));
+        }
+        let ins = g.inputs(id);
+        let facts: Vec<_> = ins.iter().map(|&i| &g.node(i).fact).collect();
+        let fact = node.op.infer(&facts).map_err(|m| err(g, id, m))?;
+        if fact != node.fact {
+            return Err(err(g, id, format!("stored fact {} differs from inferred {}", node.fact, fact)));
+        }
+        let users = g.users(id);
+        match node.op {
+            Op::Output if !users.is_empty() => return Err(err(g, id, "an output has users")),
+            Op::Output => {}
+            _ if users.is_empty() => return Err(err(g, id, "dangling value: the node has no users")),
+            _ => {}
+        }
+        for (role, t) in node.op.params() {
+            if let Some(i) = t.to_f32().iter().position(|v| !v.is_finite()) {
+                return Err(err(g, id, format!("{role} element {i} is not finite")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A graph that passed the verifier. Back ends and engines take this, never a bare [`Graph`].
+#[derive(Clone, Debug)]
+pub struct Verified(Graph);
+
+impl Verified {
+    pub fn new(g: Graph) -> Result<Verified, VerifyError> {
+        verify(&g)?;
+        Ok(Verified(g))
+    }
+    pub fn graph(&self) -> &Graph {
+        &self.0
+    }
+    pub fn into_inner(self) -> Graph {
+        self.0
+    }
+}
+
+impl std::ops::Deref for Verified {
+    type Target = Graph;
+    fn deref(&self) -> &Graph {
+        &self.0
+    }
+}

@@ -1,0 +1,56 @@
+//! spikerc-models: model families and their checkpoint front ends.
+//!
+//! * [`checkpoint`] reads state_dicts from `.safetensors` (pure Rust) and PyTorch `.pt`
+//!   (`torch.save` zip, through `tch`, cargo feature `torch`) into one neutral form.
+//! * [`config`] holds the hyperparameters a checkpoint does not carry (time steps, LIF
+//!   constants), read from a `meta.json`-style file or flags.
+//! * [`spikerir`] infers a SpikerIR architecture from the keys and shapes and builds the IR.
+//!
+//! Every user-facing failure is an [`ImportError`] naming the key, the expected and the found
+//! value; nothing here panics on user input.
+
+pub mod checkpoint;
+pub mod config;
+mod error;
+pub mod spikerir;
+
+pub use checkpoint::{Checkpoint, RawTensor};
+pub use config::HyperParams;
+pub use error::ImportError;
+
+use spikerc_compiler::passes::{optimize, Precision, PassError};
+use spikerc_compiler::{Artifact, ArtifactMeta, Verified};
+use std::path::Path;
+
+/// Everything that can go wrong turning a checkpoint into an artifact.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    #[error(transparent)]
+    Pass(#[from] PassError),
+    #[error("imported IR is invalid: {0}")]
+    Verify(#[from] spikerc_compiler::VerifyError),
+}
+
+/// Loads a checkpoint, imports it as a SpikerIR, verifies, optimizes and packages it.
+pub fn compile_checkpoint(path: &Path, hp: &HyperParams, precision: Precision) -> Result<Artifact, CompileError> {
+    let ckpt = Checkpoint::load(path)?;
+    compile(&ckpt, hp, precision, &path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default())
+}
+
+/// Imports and optimizes an in-memory checkpoint.
+pub fn compile(ckpt: &Checkpoint, hp: &HyperParams, precision: Precision, source: &str) -> Result<Artifact, CompileError> {
+    let imported = spikerir::import(ckpt, hp)?;
+    spikerc_compiler::verify(&imported.graph)?;
+    let mut graph = imported.graph;
+    let report = optimize(&mut graph, precision, false)?;
+    let meta = ArtifactMeta {
+        model: imported.arch.summary(),
+        source: source.to_string(),
+        precision,
+        time_steps: hp.time_steps,
+        producer: format!("spikerc {}", env!("CARGO_PKG_VERSION")),
+    };
+    Ok(Artifact::new(meta, report, Verified::new(graph)?))
+}

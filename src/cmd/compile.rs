@@ -1,0 +1,57 @@
+//! `spikerc compile WEIGHTS [--config FILE] [--time-steps T] [--precision f32|f16] -o OUT`
+
+use anyhow::Context;
+use clap::Args as ClapArgs;
+use spikerc_compiler::passes::Precision;
+use std::path::PathBuf;
+
+use super::HyperOpts;
+use crate::io::write_atomic;
+
+#[derive(ClapArgs)]
+pub struct Args {
+    /// Checkpoint: .safetensors or PyTorch .pt state_dict.
+    pub weights: PathBuf,
+    #[command(flatten)]
+    pub hyper: HyperOpts,
+    /// Parameter precision of the artifact.
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
+    /// Output artifact file.
+    #[arg(short = 'o', long = "output")]
+    pub output: PathBuf,
+    /// Also write the compile report (passes, quantization error) as JSON.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+pub fn main(a: Args) -> anyhow::Result<()> {
+    let hp = a.hyper.resolve()?;
+    let art = spikerc_models::compile_checkpoint(&a.weights, &hp, a.precision)?;
+    let bytes = art.to_bytes();
+    if let Some(r) = &a.report {
+        let json = serde_json::to_vec_pretty(&art.report)?;
+        write_atomic(r, &json).with_context(|| format!("writing {}", r.display()))?;
+    }
+    write_atomic(&a.output, &bytes).with_context(|| format!("writing {}", a.output.display()))?;
+    println!(
+        "compiled {} -> {} ({}, {}, T={}, {} nodes, {} params, {} bytes)",
+        a.weights.display(),
+        a.output.display(),
+        art.meta.model,
+        art.meta.precision,
+        art.meta.time_steps,
+        art.graph.node_count(),
+        art.graph.param_count(),
+        bytes.len()
+    );
+    if let Some(q) = &art.report.quantization {
+        println!(
+            "f16 quantization: max abs weight error {:.3e}, relative error {:.3e} over {} layers",
+            q.max_abs_error,
+            q.rel_error,
+            q.layers.len()
+        );
+    }
+    Ok(())
+}

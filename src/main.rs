@@ -1,0 +1,44 @@
+//! `spikerc`: the command-line front of the spikerc toolchain.
+//!
+//! Argument parsing, files and human-readable output only; the logic lives in the library
+//! crates (`spikerc-compiler`, `spikerc-models`, ...). Every failure is reported as one
+//! message on stderr with a non-zero exit, and no output file is left behind.
+
+mod cmd;
+mod io;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "spikerc", version, about = "Compile spiking image-restoration networks for neuromorphic hardware")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile a SpikerIR checkpoint (.safetensors or .pt) into an artifact.
+    Compile(cmd::compile::Args),
+    /// Describe a checkpoint or an artifact.
+    Inspect(cmd::inspect::Args),
+    /// Run an artifact on an image or tensor file.
+    Run(cmd::run::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Compile(a) => cmd::compile::main(a),
+        Command::Inspect(a) => cmd::inspect::main(a),
+        Command::Run(a) => cmd::run::main(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
