@@ -7,9 +7,16 @@ use std::path::Path;
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a
 /// failure never leaves a partial file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path.file_name().context("output path has no file name")?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
@@ -18,25 +25,48 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 fn is_tensor_file(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"))
 }
 
 /// Reads an input batch `[N, 3, H, W]`: a `.safetensors` file (tensor `input`, f32) or an image.
 pub fn read_input(path: &Path) -> anyhow::Result<Array> {
     if is_tensor_file(path) {
-        let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        let st = safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| anyhow::anyhow!("{}: not a readable safetensors file: {e}", path.display()))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+            anyhow::anyhow!("{}: not a readable safetensors file: {e}", path.display())
+        })?;
         let t = st.tensor("input").map_err(|_| {
-            anyhow::anyhow!("{}: no tensor named `input` (found: {})", path.display(), st.names().into_iter().cloned().collect::<Vec<_>>().join(", "))
+            anyhow::anyhow!(
+                "{}: no tensor named `input` (found: {})",
+                path.display(),
+                st.names()
+                    .into_iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         })?;
         if t.dtype() != safetensors::Dtype::F32 {
-            bail!("{}: tensor `input` is {:?}, expected F32", path.display(), t.dtype());
+            bail!(
+                "{}: tensor `input` is {:?}, expected F32",
+                path.display(),
+                t.dtype()
+            );
         }
         if t.shape().len() != 4 {
-            bail!("{}: tensor `input` has shape {:?}, expected [N, 3, H, W]", path.display(), t.shape());
+            bail!(
+                "{}: tensor `input` has shape {:?}, expected [N, 3, H, W]",
+                path.display(),
+                t.shape()
+            );
         }
-        let data = t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let data = t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         return Ok(Array::new(t.shape().to_vec(), data));
     }
     let img = image::ImageReader::open(path)
@@ -46,7 +76,11 @@ pub fn read_input(path: &Path) -> anyhow::Result<Array> {
         .map_err(|e| anyhow::anyhow!("{}: cannot decode image: {e}", path.display()))?;
     let channels = img.color().channel_count();
     if channels != 3 {
-        bail!("{}: image has {channels} channel(s) ({:?}); the model expects 3 (RGB)", path.display(), img.color());
+        bail!(
+            "{}: image has {channels} channel(s) ({:?}); the model expects 3 (RGB)",
+            path.display(),
+            img.color()
+        );
     }
     let rgb = img.to_rgb32f();
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
@@ -64,7 +98,11 @@ pub fn read_input(path: &Path) -> anyhow::Result<Array> {
 pub fn write_output(path: &Path, out: &Array) -> anyhow::Result<()> {
     if is_tensor_file(path) {
         let bytes: Vec<u8> = out.data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, out.shape.clone(), &bytes)?;
+        let view = safetensors::tensor::TensorView::new(
+            safetensors::Dtype::F32,
+            out.shape.clone(),
+            &bytes,
+        )?;
         let st = safetensors::serialize([("output", view)], &None)?;
         return write_atomic(path, &st);
     }
@@ -72,7 +110,10 @@ pub fn write_output(path: &Path, out: &Array) -> anyhow::Result<()> {
         bail!("output has shape {:?}; images need [1, 3, H, W]", out.shape);
     }
     if out.shape[0] != 1 {
-        bail!("output is a batch of {} images; write it to a .safetensors file", out.shape[0]);
+        bail!(
+            "output is a batch of {} images; write it to a .safetensors file",
+            out.shape[0]
+        );
     }
     let (h, w) = (out.shape[2], out.shape[3]);
     let mut img = image::RgbImage::new(w as u32, h as u32);
@@ -82,7 +123,8 @@ pub fn write_output(path: &Path, out: &Array) -> anyhow::Result<()> {
             p[c] = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
         }
     }
-    let format = image::ImageFormat::from_path(path).with_context(|| format!("{}: unknown image extension", path.display()))?;
+    let format = image::ImageFormat::from_path(path)
+        .with_context(|| format!("{}: unknown image extension", path.display()))?;
     let mut buf = std::io::Cursor::new(Vec::new());
     img.write_to(&mut buf, format)?;
     write_atomic(path, buf.get_ref())

@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "spikerc", version, about = "Compile spiking image-restoration networks for neuromorphic hardware")]
+#[command(
+    name = "spikerc",
+    version,
+    about = "Compile spiking image-restoration networks for neuromorphic hardware"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -56,7 +56,10 @@ pub struct Artifact {
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
     #[error("{path}: cannot read: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: not a spikerc artifact (magic bytes {found:02x?}, expected {MAGIC:02x?})")]
     Magic { path: String, found: Vec<u8> },
     #[error("{path}: artifact format version {found} is newer than this spikerc supports ({FORMAT_VERSION}); upgrade spikerc")]
@@ -64,9 +67,17 @@ pub enum ArtifactError {
     #[error("{path}: artifact format version {found} is not supported (this spikerc reads version {FORMAT_VERSION})")]
     OldVersion { path: String, found: u32 },
     #[error("{path}: truncated artifact: {found} bytes, header says {expected}")]
-    Truncated { path: String, found: usize, expected: usize },
+    Truncated {
+        path: String,
+        found: usize,
+        expected: usize,
+    },
     #[error("{path}: checksum mismatch (stored {stored:08x}, computed {computed:08x}): the file is corrupt")]
-    Checksum { path: String, stored: u32, computed: u32 },
+    Checksum {
+        path: String,
+        stored: u32,
+        computed: u32,
+    },
     #[error("{path}: undecodable payload: {message}")]
     Decode { path: String, message: String },
     #[error("{path}: {source}")]
@@ -75,12 +86,20 @@ pub enum ArtifactError {
 
 impl Artifact {
     pub fn new(meta: ArtifactMeta, report: OptimizeReport, graph: Verified) -> Artifact {
-        Artifact { meta, report, graph }
+        Artifact {
+            meta,
+            report,
+            graph,
+        }
     }
 
     /// Serializes to bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let body = ArtifactBody { meta: self.meta.clone(), report: self.report.clone(), graph: self.graph.graph().clone() };
+        let body = ArtifactBody {
+            meta: self.meta.clone(),
+            report: self.report.clone(),
+            graph: self.graph.graph().clone(),
+        };
         let payload = bincode::serialize(&body).expect("in-memory serialization cannot fail");
         let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
         out.extend_from_slice(MAGIC);
@@ -95,38 +114,70 @@ impl Artifact {
     pub fn from_bytes(bytes: &[u8], path: &str) -> Result<Artifact, ArtifactError> {
         let p = || path.to_string();
         if bytes.len() < 8 || &bytes[..8] != MAGIC {
-            return Err(ArtifactError::Magic { path: p(), found: bytes[..bytes.len().min(8)].to_vec() });
+            return Err(ArtifactError::Magic {
+                path: p(),
+                found: bytes[..bytes.len().min(8)].to_vec(),
+            });
         }
         if bytes.len() < HEADER_LEN {
-            return Err(ArtifactError::Truncated { path: p(), found: bytes.len(), expected: HEADER_LEN });
+            return Err(ArtifactError::Truncated {
+                path: p(),
+                found: bytes.len(),
+                expected: HEADER_LEN,
+            });
         }
         let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
         if version > FORMAT_VERSION {
-            return Err(ArtifactError::NewerVersion { path: p(), found: version });
+            return Err(ArtifactError::NewerVersion {
+                path: p(),
+                found: version,
+            });
         }
         if version < FORMAT_VERSION {
-            return Err(ArtifactError::OldVersion { path: p(), found: version });
+            return Err(ArtifactError::OldVersion {
+                path: p(),
+                found: version,
+            });
         }
         let len = u64::from_le_bytes(bytes[12..20].try_into().unwrap()) as usize;
         let stored = u32::from_le_bytes(bytes[20..24].try_into().unwrap());
         let expected = HEADER_LEN.saturating_add(len);
         if bytes.len() != expected {
-            return Err(ArtifactError::Truncated { path: p(), found: bytes.len(), expected });
+            return Err(ArtifactError::Truncated {
+                path: p(),
+                found: bytes.len(),
+                expected,
+            });
         }
         let payload = &bytes[HEADER_LEN..];
         let computed = crc32fast::hash(payload);
         if computed != stored {
-            return Err(ArtifactError::Checksum { path: p(), stored, computed });
+            return Err(ArtifactError::Checksum {
+                path: p(),
+                stored,
+                computed,
+            });
         }
         let body: ArtifactBody =
-            bincode::deserialize(payload).map_err(|e| ArtifactError::Decode { path: p(), message: e.to_string() })?;
-        let graph = Verified::new(body.graph).map_err(|source| ArtifactError::Invalid { path: p(), source })?;
-        Ok(Artifact { meta: body.meta, report: body.report, graph })
+            bincode::deserialize(payload).map_err(|e| ArtifactError::Decode {
+                path: p(),
+                message: e.to_string(),
+            })?;
+        let graph = Verified::new(body.graph)
+            .map_err(|source| ArtifactError::Invalid { path: p(), source })?;
+        Ok(Artifact {
+            meta: body.meta,
+            report: body.report,
+            graph,
+        })
     }
 
     /// Reads and verifies an artifact file.
     pub fn load(path: &Path) -> Result<Artifact, ArtifactError> {
-        let bytes = std::fs::read(path).map_err(|source| ArtifactError::Io { path: path.display().to_string(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| ArtifactError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
         Artifact::from_bytes(&bytes, &path.display().to_string())
     }
 

@@ -27,8 +27,15 @@ impl Tensor {
     /// Builds an f32 tensor. Panics if `data.len()` is not the product of `shape`
     /// (a programming error: importers check user data before calling this).
     pub fn from_f32(shape: Vec<usize>, data: Vec<f32>) -> Tensor {
-        assert_eq!(shape.iter().product::<usize>(), data.len(), "tensor shape/data mismatch");
-        Tensor { shape, data: TensorData::F32(data) }
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "tensor shape/data mismatch"
+        );
+        Tensor {
+            shape,
+            data: TensorData::F32(data),
+        }
     }
 
     /// Number of elements.
@@ -64,7 +71,10 @@ impl Tensor {
             TensorData::F32(v) => v.iter().map(|&x| f16::from_f32(x)).collect(),
             TensorData::F16(v) => v.clone(),
         };
-        Tensor { shape: self.shape.clone(), data: TensorData::F16(data) }
+        Tensor {
+            shape: self.shape.clone(),
+            data: TensorData::F16(data),
+        }
     }
 
     /// Bytes of storage.

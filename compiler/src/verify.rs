@@ -20,19 +20,37 @@ pub struct VerifyError {
 
 fn err(g: &Graph, id: NodeId, message: impl Into<String>) -> VerifyError {
     let n = g.node(id);
-    VerifyError { id: id.to_string(), name: n.name.clone(), op: n.op.mnemonic().into(), message: message.into() }
+    VerifyError {
+        id: id.to_string(),
+        name: n.name.clone(),
+        op: n.op.mnemonic().into(),
+        message: message.into(),
+    }
 }
 
 fn graph_err(message: impl Into<String>) -> VerifyError {
-    VerifyError { id: "-".into(), name: "<graph>".into(), op: "-".into(), message: message.into() }
+    VerifyError {
+        id: "-".into(),
+        name: "<graph>".into(),
+        op: "-".into(),
+        message: message.into(),
+    }
 }
 
 /// Verifies a graph.
 pub fn verify(g: &Graph) -> Result<(), VerifyError> {
-    let order = g.topo_order().ok_or_else(|| graph_err("the graph has a cycle"))?;
-    let inputs: Vec<NodeId> = g.ids().filter(|&i| matches!(g.node(i).op, Op::Input { .. })).collect();
+    let order = g
+        .topo_order()
+        .ok_or_else(|| graph_err("the graph has a cycle"))?;
+    let inputs: Vec<NodeId> = g
+        .ids()
+        .filter(|&i| matches!(g.node(i).op, Op::Input { .. }))
+        .collect();
     if inputs.len() != 1 {
-        return Err(graph_err(format!("expected exactly 1 input node, found {}", inputs.len())));
+        return Err(graph_err(format!(
+            "expected exactly 1 input node, found {}",
+            inputs.len()
+        )));
     }
     if g.outputs().is_empty() {
         return Err(graph_err("the graph has no output"));
@@ -44,19 +62,29 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
         }
         let ports = g.input_ports(id);
         if ports.iter().enumerate().any(|(i, &p)| p as usize != i) {
-            return Err(err(g, id, format!("input ports {ports:?} are not 0..{}", ports.len())));
+            return Err(err(
+                g,
+                id,
+                format!("input ports {ports:?} are not 0..{}", ports.len()),
+            ));
         }
         let ins = g.inputs(id);
         let facts: Vec<_> = ins.iter().map(|&i| &g.node(i).fact).collect();
         let fact = node.op.infer(&facts).map_err(|m| err(g, id, m))?;
         if fact != node.fact {
-            return Err(err(g, id, format!("stored fact {} differs from inferred {}", node.fact, fact)));
+            return Err(err(
+                g,
+                id,
+                format!("stored fact {} differs from inferred {}", node.fact, fact),
+            ));
         }
         let users = g.users(id);
         match node.op {
             Op::Output if !users.is_empty() => return Err(err(g, id, "an output has users")),
             Op::Output => {}
-            _ if users.is_empty() => return Err(err(g, id, "dangling value: the node has no users")),
+            _ if users.is_empty() => {
+                return Err(err(g, id, "dangling value: the node has no users"))
+            }
             _ => {}
         }
         for (role, t) in node.op.params() {

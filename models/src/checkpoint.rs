@@ -50,7 +50,10 @@ impl Checkpoint {
     /// Reads a checkpoint file of either format.
     pub fn load(path: &Path) -> Result<Checkpoint, ImportError> {
         let p = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| ImportError::Io { path: p.clone(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
+            path: p.clone(),
+            source,
+        })?;
         match sniff(&bytes) {
             Some(Format::SafeTensors) => Checkpoint::from_safetensors(&bytes, &p),
             Some(Format::TorchZip) => Checkpoint::from_torch_file(path),
@@ -74,18 +77,37 @@ impl Checkpoint {
         for (name, view) in st.tensors() {
             let raw = view.data();
             let data: Option<Vec<f32>> = match view.dtype() {
-                Dtype::F32 => Some(raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()),
-                Dtype::F64 => Some(raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect()),
+                Dtype::F32 => Some(
+                    raw.chunks_exact(4)
+                        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                        .collect(),
+                ),
+                Dtype::F64 => Some(
+                    raw.chunks_exact(8)
+                        .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                        .collect(),
+                ),
                 Dtype::F16 => Some(
-                    raw.chunks_exact(2).map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f32()).collect(),
+                    raw.chunks_exact(2)
+                        .map(|c| half::f16::from_le_bytes(c.try_into().unwrap()).to_f32())
+                        .collect(),
                 ),
                 Dtype::BF16 => Some(
-                    raw.chunks_exact(2).map(|c| half::bf16::from_le_bytes(c.try_into().unwrap()).to_f32()).collect(),
+                    raw.chunks_exact(2)
+                        .map(|c| half::bf16::from_le_bytes(c.try_into().unwrap()).to_f32())
+                        .collect(),
                 ),
                 _ => None,
             };
             let dtype = format!("{:?}", view.dtype()).to_lowercase();
-            tensors.insert(name, RawTensor { dtype, shape: view.shape().to_vec(), data });
+            tensors.insert(
+                name,
+                RawTensor {
+                    dtype,
+                    shape: view.shape().to_vec(),
+                    data,
+                },
+            );
         }
         Ok(Checkpoint { tensors })
     }
@@ -97,12 +119,18 @@ impl Checkpoint {
 
     #[cfg(not(feature = "torch"))]
     fn from_torch_file(path: &Path) -> Result<Checkpoint, ImportError> {
-        Err(ImportError::NeedsTorch { path: path.display().to_string() })
+        Err(ImportError::NeedsTorch {
+            path: path.display().to_string(),
+        })
     }
 
     /// Total number of floating-point parameters.
     pub fn param_count(&self) -> usize {
-        self.tensors.values().filter(|t| t.data.is_some()).map(|t| t.shape.iter().product::<usize>()).sum()
+        self.tensors
+            .values()
+            .filter(|t| t.data.is_some())
+            .map(|t| t.shape.iter().product::<usize>())
+            .sum()
     }
 }
 
@@ -124,17 +152,43 @@ mod torch {
             let kind = t.kind();
             let data = if t.is_floating_point() {
                 let flat = t.to_kind(Kind::Float).contiguous().view([-1]);
-                Some(Vec::<f32>::try_from(&flat).map_err(|e| ImportError::Corrupt {
-                    path: p.clone(),
-                    format: "PyTorch zip",
-                    reason: format!("tensor `{name}`: {e}"),
-                })?)
+                Some(
+                    Vec::<f32>::try_from(&flat).map_err(|e| ImportError::Corrupt {
+                        path: p.clone(),
+                        format: "PyTorch zip",
+                        reason: format!("tensor `{name}`: {e}"),
+                    })?,
+                )
             } else {
                 None
             };
-            tensors.insert(name, RawTensor { dtype: format!("{kind:?}").to_lowercase(), shape, data });
+            tensors.insert(
+                name,
+                RawTensor {
+                    dtype: dtype_name(kind),
+                    shape,
+                    data,
+                },
+            );
         }
         Ok(Checkpoint { tensors })
+    }
+
+    /// Same names as the safetensors path, so both formats give equal `Checkpoint`s.
+    fn dtype_name(kind: Kind) -> String {
+        match kind {
+            Kind::Float => "f32".into(),
+            Kind::Double => "f64".into(),
+            Kind::Half => "f16".into(),
+            Kind::BFloat16 => "bf16".into(),
+            Kind::Int64 => "i64".into(),
+            Kind::Int => "i32".into(),
+            Kind::Int16 => "i16".into(),
+            Kind::Int8 => "i8".into(),
+            Kind::Uint8 => "u8".into(),
+            Kind::Bool => "bool".into(),
+            other => format!("{other:?}").to_lowercase(),
+        }
     }
 
     fn first_line(s: &str) -> String {

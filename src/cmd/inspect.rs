@@ -38,7 +38,8 @@ fn layers(g: &Graph) -> Vec<serde_json::Value> {
 }
 
 pub fn main(a: Args) -> anyhow::Result<()> {
-    let bytes = std::fs::read(&a.file).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", a.file.display()))?;
+    let bytes = std::fs::read(&a.file)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", a.file.display()))?;
     if Artifact::sniff(&bytes) {
         let art = Artifact::from_bytes(&bytes, &a.file.display().to_string())?;
         let g = art.graph.graph();
@@ -67,20 +68,33 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     if a.ir {
         let imported = spikerir::import(&ckpt, &a.hyper.resolve()?)?;
         if a.json {
-            println!("{}", serde_json::to_string_pretty(&json!({"kind": "checkpoint", "ir": imported.graph.to_text()}))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &json!({"kind": "checkpoint", "ir": imported.graph.to_text()})
+                )?
+            );
         } else {
             print!("{}", imported.graph.to_text());
         }
         return Ok(());
     }
     if a.json {
-        let tensors: Vec<_> = ckpt.tensors.iter().map(|(k, t)| json!({"key": k, "dtype": t.dtype, "shape": t.shape})).collect();
+        let tensors: Vec<_> = ckpt
+            .tensors
+            .iter()
+            .map(|(k, t)| json!({"key": k, "dtype": t.dtype, "shape": t.shape}))
+            .collect();
         let v = json!({"kind": "checkpoint", "architecture": arch, "params": ckpt.param_count(), "tensors": tensors});
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!("checkpoint {}", a.file.display());
         println!("  {}", arch.summary());
-        println!("  params {} in {} tensors", ckpt.param_count(), ckpt.tensors.len());
+        println!(
+            "  params {} in {} tensors",
+            ckpt.param_count(),
+            ckpt.tensors.len()
+        );
         for (k, t) in &ckpt.tensors {
             println!("  {k:<56} {:<8} {:?}", t.dtype, t.shape);
         }
@@ -89,16 +103,34 @@ pub fn main(a: Args) -> anyhow::Result<()> {
 }
 
 fn print_layer_table(g: &Graph) {
-    println!("  {:<5} {:<44} {:<12} {:<34} {:>9}", "id", "module", "op", "value", "params");
+    println!(
+        "  {:<5} {:<44} {:<12} {:<34} {:>9}",
+        "id", "module", "op", "value", "params"
+    );
     for row in layers(g) {
         let op = row["op"].as_str().unwrap_or("");
-        if matches!(op, "conv2d" | "conv2d.ac" | "lif" | "input" | "output" | "upsample2x" | "axis_linear" | "mean_t") {
+        if matches!(
+            op,
+            "conv2d"
+                | "conv2d.ac"
+                | "lif"
+                | "input"
+                | "output"
+                | "upsample2x"
+                | "axis_linear"
+                | "mean_t"
+        ) {
             println!(
                 "  {:<5} {:<44} {:<12} {:<34} {:>9}",
                 row["id"].as_str().unwrap_or(""),
                 row["name"].as_str().unwrap_or(""),
                 op,
-                format!("{}<{}>{}", row["kind"].as_str().unwrap_or(""), row["dtype"].as_str().unwrap_or(""), row["shape"].as_str().unwrap_or("")),
+                format!(
+                    "{}<{}>{}",
+                    row["kind"].as_str().unwrap_or(""),
+                    row["dtype"].as_str().unwrap_or(""),
+                    row["shape"].as_str().unwrap_or("")
+                ),
                 row["params"]
             );
         }

@@ -35,7 +35,10 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     let art = Artifact::load(&a.artifact)?;
     let input = read_input(&a.input)?;
     let div = art.graph.spatial_divisor();
-    let (h, w) = (input.shape.get(2).copied().unwrap_or(0), input.shape.get(3).copied().unwrap_or(0));
+    let (h, w) = (
+        input.shape.get(2).copied().unwrap_or(0),
+        input.shape.get(3).copied().unwrap_or(0),
+    );
     let padded = input.pad_reflect_to_multiple(div);
     let exec = match a.engine {
         Engine::Interp => interp::run(&art.graph, &padded)?,
@@ -47,7 +50,8 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     });
     write_output(&a.output, &out).with_context(|| format!("writing {}", a.output.display()))?;
     if let (Some(p), Some(s)) = (&a.stats, stats) {
-        write_atomic(p, &serde_json::to_vec_pretty(&s)?).with_context(|| format!("writing {}", p.display()))?;
+        write_atomic(p, &serde_json::to_vec_pretty(&s)?)
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     let total: u64 = exec.spikes.values().sum();
     let neurons: u64 = exec.neurons.values().sum();

@@ -71,7 +71,12 @@ pub fn conv2d(x: &Array, c: &Conv2d, out_shape: &[usize]) -> Array {
 
 pub fn batch_norm(x: &Array, bn: &BatchNorm) -> Array {
     let (lead, c, h, w) = planes(&x.shape);
-    let (g, b, m, v) = (bn.gamma.to_f32(), bn.beta.to_f32(), bn.running_mean.to_f32(), bn.running_var.to_f32());
+    let (g, b, m, v) = (
+        bn.gamma.to_f32(),
+        bn.beta.to_f32(),
+        bn.running_mean.to_f32(),
+        bn.running_var.to_f32(),
+    );
     let mut out = x.data.clone();
     for l in 0..lead {
         for ch in 0..c {
@@ -96,11 +101,27 @@ pub fn lif_forward(x: &Array, l: &Lif) -> (Array, u64) {
         let xs = &x.data[step * per_t..(step + 1) * per_t];
         let os = &mut out[step * per_t..(step + 1) * per_t];
         for i in 0..per_t {
-            let h = if l.decay_input { v[i] + (xs[i] - (v[i] - vr)) / l.tau } else { v[i] - (v[i] - vr) / l.tau + xs[i] };
+            let h = if l.decay_input {
+                v[i] + (xs[i] - (v[i] - vr)) / l.tau
+            } else {
+                v[i] - (v[i] - vr) / l.tau + xs[i]
+            };
             let fire = h >= l.v_threshold;
             v[i] = match l.reset {
-                Reset::Hard { v_reset } => if fire { v_reset } else { h },
-                Reset::Soft => if fire { h - l.v_threshold } else { h },
+                Reset::Hard { v_reset } => {
+                    if fire {
+                        v_reset
+                    } else {
+                        h
+                    }
+                }
+                Reset::Soft => {
+                    if fire {
+                        h - l.v_threshold
+                    } else {
+                        h
+                    }
+                }
             };
             if fire {
                 os[i] = 1.0;

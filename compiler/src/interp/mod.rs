@@ -33,12 +33,19 @@ pub struct Array {
 
 impl Array {
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Array {
-        assert_eq!(shape.iter().product::<usize>(), data.len(), "array shape/data mismatch");
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "array shape/data mismatch"
+        );
         Array { shape, data }
     }
     pub fn zeros(shape: Vec<usize>) -> Array {
         let n = shape.iter().product();
-        Array { shape, data: vec![0.0; n] }
+        Array {
+            shape,
+            data: vec![0.0; n],
+        }
     }
     pub fn len(&self) -> usize {
         self.data.len()
@@ -77,7 +84,10 @@ pub fn check_input(g: &Verified, input: &Array) -> Result<(usize, usize, usize),
         _ => unreachable!("verified graphs have an input"),
     };
     if input.shape.len() != 4 || input.shape[1] != channels {
-        return Err(InterpError::InputRank { found: input.shape.clone(), channels });
+        return Err(InterpError::InputRank {
+            found: input.shape.clone(),
+            channels,
+        });
     }
     let (n, h, w) = (input.shape[0], input.shape[2], input.shape[3]);
     if n == 0 || h == 0 || w == 0 {
@@ -114,8 +124,15 @@ pub fn run_observed(
     for id in order {
         let node = g.node(id);
         let ins = g.inputs(id);
-        let args: Vec<&Array> = ins.iter().map(|i| values[i.index()].as_ref().expect("value computed")).collect();
-        let out_shape = node.fact.shape.resolve(n, h, w).expect("checked divisibility");
+        let args: Vec<&Array> = ins
+            .iter()
+            .map(|i| values[i.index()].as_ref().expect("value computed"))
+            .collect();
+        let out_shape = node
+            .fact
+            .shape
+            .resolve(n, h, w)
+            .expect("checked divisibility");
         let out = match &node.op {
             Op::Input { .. } => input.clone(),
             Op::Output => args[0].clone(),
@@ -140,10 +157,17 @@ pub fn run_observed(
             Op::Relu => map(args[0], |x| x.max(0.0)),
             Op::Sigmoid => map(args[0], kernels::sigmoid),
             Op::Reduce { op, axes } => kernels::reduce(args[0], *op, axes, &out_shape),
-            Op::AxisLinear { axis, weight } => kernels::axis_linear(args[0], *axis, &weight.to_f32(), &out_shape),
+            Op::AxisLinear { axis, weight } => {
+                kernels::axis_linear(args[0], *axis, &weight.to_f32(), &out_shape)
+            }
             Op::Upsample2x => bilinear_up2(args[0]),
             Op::MeanTime => {
-                let mut r = kernels::reduce(args[0], ReduceOp::Mean, &[0], &[&[1], &out_shape[..]].concat());
+                let mut r = kernels::reduce(
+                    args[0],
+                    ReduceOp::Mean,
+                    &[0],
+                    &[&[1], &out_shape[..]].concat(),
+                );
                 r.shape = out_shape.clone();
                 r
             }
@@ -166,7 +190,10 @@ pub fn run_observed(
 }
 
 fn map(x: &Array, f: impl Fn(f32) -> f32) -> Array {
-    Array { shape: x.shape.clone(), data: x.data.iter().map(|&v| f(v)).collect() }
+    Array {
+        shape: x.shape.clone(),
+        data: x.data.iter().map(|&v| f(v)).collect(),
+    }
 }
 
 /// Mirror index for reflect padding (PyTorch `reflect`), valid for any offset.

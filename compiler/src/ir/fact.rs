@@ -173,7 +173,11 @@ pub struct Fact {
 
 impl Fact {
     pub fn new(kind: ValueKind, shape: Vec<Dim>) -> Fact {
-        Fact { kind, dtype: DType::F32, shape: Shape(shape) }
+        Fact {
+            kind,
+            dtype: DType::F32,
+            shape: Shape(shape),
+        }
     }
 }
 

@@ -21,8 +21,8 @@ use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::{EdgeRef, IntoEdgeReferences, NodeIndexable};
 use petgraph::Direction;
 use serde::{Deserialize, Serialize};
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 /// Typed handle of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -59,7 +59,11 @@ pub struct Node {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum IrError {
     #[error("{name} ({op}): {message}")]
-    Type { name: String, op: &'static str, message: String },
+    Type {
+        name: String,
+        op: &'static str,
+        message: String,
+    },
     #[error("unknown node {0}")]
     UnknownNode(NodeId),
 }
@@ -76,15 +80,27 @@ impl Graph {
     }
 
     /// Adds a node consuming `inputs` (in port order), inferring its output fact.
-    pub fn add(&mut self, name: impl Into<String>, op: Op, inputs: &[NodeId]) -> Result<NodeId, IrError> {
+    pub fn add(
+        &mut self,
+        name: impl Into<String>,
+        op: Op,
+        inputs: &[NodeId],
+    ) -> Result<NodeId, IrError> {
         let name = name.into();
         let facts: Vec<&Fact> = inputs
             .iter()
-            .map(|&i| self.g.node_weight(i.ix()).map(|n| &n.fact).ok_or(IrError::UnknownNode(i)))
+            .map(|&i| {
+                self.g
+                    .node_weight(i.ix())
+                    .map(|n| &n.fact)
+                    .ok_or(IrError::UnknownNode(i))
+            })
             .collect::<Result<_, _>>()?;
-        let fact = op
-            .infer(&facts)
-            .map_err(|message| IrError::Type { name: name.clone(), op: op.mnemonic(), message })?;
+        let fact = op.infer(&facts).map_err(|message| IrError::Type {
+            name: name.clone(),
+            op: op.mnemonic(),
+            message,
+        })?;
         let id = NodeId::from_ix(self.g.add_node(Node { name, op, fact }));
         for (port, &i) in inputs.iter().enumerate() {
             self.g.add_edge(i.ix(), id.ix(), port as u32);
@@ -131,7 +147,11 @@ impl Graph {
 
     /// Port numbers of the incoming edges, sorted (for the verifier).
     pub fn input_ports(&self, id: NodeId) -> Vec<u32> {
-        let mut v: Vec<u32> = self.g.edges_directed(id.ix(), Direction::Incoming).map(|e| *e.weight()).collect();
+        let mut v: Vec<u32> = self
+            .g
+            .edges_directed(id.ix(), Direction::Incoming)
+            .map(|e| *e.weight())
+            .collect();
         v.sort();
         v
     }
@@ -163,12 +183,15 @@ impl Graph {
 
     /// The single image input.
     pub fn input(&self) -> Option<NodeId> {
-        self.ids().find(|&i| matches!(self.node(i).op, Op::Input { .. }))
+        self.ids()
+            .find(|&i| matches!(self.node(i).op, Op::Input { .. }))
     }
 
     /// Output nodes in index order.
     pub fn outputs(&self) -> Vec<NodeId> {
-        self.ids().filter(|&i| matches!(self.node(i).op, Op::Output)).collect()
+        self.ids()
+            .filter(|&i| matches!(self.node(i).op, Op::Output))
+            .collect()
     }
 
     pub fn is_cyclic(&self) -> bool {
@@ -182,8 +205,11 @@ impl Graph {
         for e in self.g.edge_references() {
             indeg[e.target().index()] += 1;
         }
-        let mut ready: BinaryHeap<Reverse<NodeId>> =
-            self.ids().filter(|i| indeg[i.index()] == 0).map(Reverse).collect();
+        let mut ready: BinaryHeap<Reverse<NodeId>> = self
+            .ids()
+            .filter(|i| indeg[i.index()] == 0)
+            .map(Reverse)
+            .collect();
         let mut order = Vec::with_capacity(self.node_count());
         while let Some(Reverse(n)) = ready.pop() {
             order.push(n);
@@ -200,7 +226,12 @@ impl Graph {
 
     /// The divisor every image side must be a multiple of (`2^k` for the deepest `H/2^k`).
     pub fn spatial_divisor(&self) -> usize {
-        1usize << self.ids().map(|i| self.node(i).fact.shape.max_shift()).max().unwrap_or(0)
+        1usize
+            << self
+                .ids()
+                .map(|i| self.node(i).fact.shape.max_shift())
+                .max()
+                .unwrap_or(0)
     }
 
     /// Number of time steps of the spiking part (the largest fixed time axis), 1 if none.
@@ -216,7 +247,16 @@ impl Graph {
 
     /// Total number of parameter elements.
     pub fn param_count(&self) -> usize {
-        self.ids().map(|i| self.node(i).op.params().iter().map(|(_, t)| t.len()).sum::<usize>()).sum()
+        self.ids()
+            .map(|i| {
+                self.node(i)
+                    .op
+                    .params()
+                    .iter()
+                    .map(|(_, t)| t.len())
+                    .sum::<usize>()
+            })
+            .sum()
     }
 
     /// Finds a node by module path and mnemonic.

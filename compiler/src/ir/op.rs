@@ -89,25 +89,40 @@ pub enum BinaryOp {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Op {
     /// The image batch `[N, C, H, W]`, real, nominally in [0, 1].
-    Input { channels: usize },
+    Input {
+        channels: usize,
+    },
     /// Direct encoding: the same value at each of `steps` time steps.
-    RepeatTime { steps: usize },
+    RepeatTime {
+        steps: usize,
+    },
     Conv2d(Conv2d),
     BatchNorm(BatchNorm),
     Lif(Lif),
     /// Elementwise with broadcasting (a size-1 axis broadcasts).
     Binary(BinaryOp),
     /// `y = scale * x + shift` (e.g. `1 - t` in the refinement block).
-    Affine { scale: f32, shift: f32 },
+    Affine {
+        scale: f32,
+        shift: f32,
+    },
     /// Concatenation of all inputs along `axis`, inputs in port order.
-    Concat { axis: usize },
+    Concat {
+        axis: usize,
+    },
     Relu,
     Sigmoid,
     /// Mean or max over `axes`, keeping them as size 1.
-    Reduce { op: ReduceOp, axes: Vec<usize> },
+    Reduce {
+        op: ReduceOp,
+        axes: Vec<usize>,
+    },
     /// Mixes one axis with a `[out, in]` matrix (the attention's 1x1 Conv3d MLPs): for every
     /// other index, `y[o] = sum_i weight[o, i] * x[i]`.
-    AxisLinear { axis: usize, weight: Tensor },
+    AxisLinear {
+        axis: usize,
+        weight: Tensor,
+    },
     /// Bilinear x2 upsampling of the last two axes, `align_corners=False`.
     Upsample2x,
     /// Mean over the time axis, dropping it: `[T, N, C, H, W] -> [N, C, H, W]`.
@@ -145,8 +160,12 @@ impl Op {
             Op::Concat { .. } => "concat",
             Op::Relu => "relu",
             Op::Sigmoid => "sigmoid",
-            Op::Reduce { op: ReduceOp::Mean, .. } => "reduce_mean",
-            Op::Reduce { op: ReduceOp::Max, .. } => "reduce_max",
+            Op::Reduce {
+                op: ReduceOp::Mean, ..
+            } => "reduce_mean",
+            Op::Reduce {
+                op: ReduceOp::Max, ..
+            } => "reduce_max",
             Op::AxisLinear { .. } => "axis_linear",
             Op::Upsample2x => "upsample2x",
             Op::MeanTime => "mean_t",
@@ -226,11 +245,22 @@ impl Op {
         } else if inputs.is_empty() {
             return Err("takes at least one input, has 0".into());
         }
-        let real_kind = |f: &Fact| if f.kind == ValueKind::Spikes { ValueKind::RealSeq } else { f.kind };
+        let real_kind = |f: &Fact| {
+            if f.kind == ValueKind::Spikes {
+                ValueKind::RealSeq
+            } else {
+                f.kind
+            }
+        };
         match self {
             Op::Input { channels } => Ok(Fact::new(
                 ValueKind::Real,
-                vec![Dim::Batch, Dim::Fixed(*channels), Dim::Height(0), Dim::Width(0)],
+                vec![
+                    Dim::Batch,
+                    Dim::Fixed(*channels),
+                    Dim::Height(0),
+                    Dim::Width(0),
+                ],
             )),
             Op::RepeatTime { steps } => {
                 let x = inputs[0];
@@ -247,18 +277,31 @@ impl Op {
                 check_image_like(x)?;
                 let ci = channel_of(x)?;
                 if c.weight.shape.len() != 4 {
-                    return Err(format!("weight has rank {}, expected 4", c.weight.shape.len()));
+                    return Err(format!(
+                        "weight has rank {}, expected 4",
+                        c.weight.shape.len()
+                    ));
                 }
                 if ci != c.in_channels() {
-                    return Err(format!("input has {ci} channels, weight expects {}", c.in_channels()));
+                    return Err(format!(
+                        "input has {ci} channels, weight expects {}",
+                        c.in_channels()
+                    ));
                 }
                 if let Some(b) = &c.bias {
                     if b.shape != [c.out_channels()] {
-                        return Err(format!("bias shape {:?}, expected [{}]", b.shape, c.out_channels()));
+                        return Err(format!(
+                            "bias shape {:?}, expected [{}]",
+                            b.shape,
+                            c.out_channels()
+                        ));
                     }
                 }
                 if c.event_driven && x.kind != ValueKind::Spikes {
-                    return Err(format!("is event-driven (AC-costed) but its input is {}", x.kind));
+                    return Err(format!(
+                        "is event-driven (AC-costed) but its input is {}",
+                        x.kind
+                    ));
                 }
                 let r = x.shape.rank();
                 let mut dims = x.shape.0.clone();
@@ -273,7 +316,12 @@ impl Op {
                 let x = inputs[0];
                 check_image_like(x)?;
                 let c = channel_of(x)?;
-                for (name, t) in [("weight", &b.gamma), ("bias", &b.beta), ("running_mean", &b.running_mean), ("running_var", &b.running_var)] {
+                for (name, t) in [
+                    ("weight", &b.gamma),
+                    ("bias", &b.beta),
+                    ("running_mean", &b.running_mean),
+                    ("running_var", &b.running_var),
+                ] {
                     if t.shape != [c] {
                         return Err(format!("{name} shape {:?}, expected [{c}]", t.shape));
                     }
@@ -284,7 +332,10 @@ impl Op {
                 let x = inputs[0];
                 expect_kind(x, &[ValueKind::RealSeq])?;
                 if !(l.tau.is_finite() && l.tau > 0.0) || !l.v_threshold.is_finite() {
-                    return Err(format!("has tau {} and v_threshold {}", l.tau, l.v_threshold));
+                    return Err(format!(
+                        "has tau {} and v_threshold {}",
+                        l.tau, l.v_threshold
+                    ));
                 }
                 Ok(Fact::new(ValueKind::Spikes, x.shape.0.clone()))
             }
@@ -298,10 +349,18 @@ impl Op {
                     dims.push(match (da, db) {
                         _ if da == db => da,
                         (Dim::Fixed(1), d) | (d, Dim::Fixed(1)) => d,
-                        _ => return Err(format!("operands {a} and {b} do not broadcast on axis {i}")),
+                        _ => {
+                            return Err(format!(
+                                "operands {a} and {b} do not broadcast on axis {i}"
+                            ))
+                        }
                     });
                 }
-                let kind = if a.kind.has_time() { ValueKind::RealSeq } else { ValueKind::Real };
+                let kind = if a.kind.has_time() {
+                    ValueKind::RealSeq
+                } else {
+                    ValueKind::Real
+                };
                 Ok(Fact::new(kind, dims))
             }
             Op::Affine { .. } | Op::Relu | Op::Sigmoid => {
@@ -315,8 +374,12 @@ impl Op {
                 }
                 let mut total = 0;
                 for f in inputs {
-                    if f.shape.rank() != first.shape.rank() || f.kind.has_time() != first.kind.has_time() {
-                        return Err(format!("operands {first} and {f} differ in rank or time axis"));
+                    if f.shape.rank() != first.shape.rank()
+                        || f.kind.has_time() != first.kind.has_time()
+                    {
+                        return Err(format!(
+                            "operands {first} and {f} differ in rank or time axis"
+                        ));
                     }
                     for (i, (&da, &db)) in first.shape.0.iter().zip(&f.shape.0).enumerate() {
                         if i != *axis && da != db {
@@ -352,9 +415,17 @@ impl Op {
             }
             Op::AxisLinear { axis, weight } => {
                 let x = inputs[0];
-                let n_in = x.shape.0.get(*axis).and_then(|d| d.fixed()).ok_or_else(|| format!("axis {axis} of {x} is not a fixed axis"))?;
+                let n_in = x
+                    .shape
+                    .0
+                    .get(*axis)
+                    .and_then(|d| d.fixed())
+                    .ok_or_else(|| format!("axis {axis} of {x} is not a fixed axis"))?;
                 if weight.shape.len() != 2 || weight.shape[1] != n_in {
-                    return Err(format!("weight shape {:?}, expected [_, {n_in}]", weight.shape));
+                    return Err(format!(
+                        "weight shape {:?}, expected [_, {n_in}]",
+                        weight.shape
+                    ));
                 }
                 let mut dims = x.shape.0.clone();
                 dims[*axis] = Dim::Fixed(weight.shape[0]);
@@ -370,7 +441,11 @@ impl Op {
                         Dim::Height(k) if k > 0 => Dim::Height(k - 1),
                         Dim::Width(k) if k > 0 => Dim::Width(k - 1),
                         Dim::Fixed(v) => Dim::Fixed(2 * v),
-                        other => return Err(format!("cannot upsample axis {other} beyond the input resolution")),
+                        other => {
+                            return Err(format!(
+                                "cannot upsample axis {other} beyond the input resolution"
+                            ))
+                        }
                     };
                 }
                 Ok(Fact::new(real_kind(x), dims))
@@ -402,7 +477,9 @@ fn check_image_like(x: &Fact) -> Result<(), String> {
 }
 
 fn channel_of(x: &Fact) -> Result<usize, String> {
-    x.shape.channels().ok_or_else(|| format!("channel axis of {x} is not fixed"))
+    x.shape
+        .channels()
+        .ok_or_else(|| format!("channel axis of {x} is not fixed"))
 }
 
 /// Output size of a conv along one spatial axis. Symbolic axes support the "same" geometry
@@ -421,8 +498,14 @@ fn conv_dim(d: Dim, k: usize, s: usize, p: usize) -> Result<Dim, String> {
         }
         Dim::Height(sh) | Dim::Width(sh) if k == 2 * p + 1 && (s == 1 || s == 2) => {
             let sh = if s == 2 { sh + 1 } else { sh };
-            Ok(if matches!(d, Dim::Height(_)) { Dim::Height(sh) } else { Dim::Width(sh) })
+            Ok(if matches!(d, Dim::Height(_)) {
+                Dim::Height(sh)
+            } else {
+                Dim::Width(sh)
+            })
         }
-        _ => Err(format!("kernel {k}, stride {s}, padding {p} on symbolic axis {d} is not supported")),
+        _ => Err(format!(
+            "kernel {k}, stride {s}, padding {p} on symbolic axis {d} is not supported"
+        )),
     }
 }

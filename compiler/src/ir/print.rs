@@ -65,13 +65,21 @@ fn attributes(op: &Op) -> String {
                 Reset::Hard { v_reset } => format!("hard({v_reset})"),
                 Reset::Soft => "soft".into(),
             };
-            format!("tau={} vth={} reset={reset} decay_input={}", l.tau, l.v_threshold, l.decay_input)
+            format!(
+                "tau={} vth={} reset={reset} decay_input={}",
+                l.tau, l.v_threshold, l.decay_input
+            )
         }
         Op::Affine { scale, shift } => format!("scale={scale} shift={shift}"),
         Op::Concat { axis } => format!("axis={axis}"),
         Op::Reduce { axes, .. } => format!("axes={axes:?}"),
         Op::AxisLinear { axis, weight } => {
-            format!("axis={axis} {}->{} w:{}", weight.shape[1], weight.shape[0], weight.dtype())
+            format!(
+                "axis={axis} {}->{} w:{}",
+                weight.shape[1],
+                weight.shape[0],
+                weight.dtype()
+            )
         }
         _ => String::new(),
     }

@@ -14,7 +14,10 @@ impl Pass for FoldBatchNorm {
     }
 
     fn run(&mut self, g: &mut Graph) -> Result<usize, String> {
-        let bns: Vec<_> = g.ids().filter(|&i| matches!(g.node(i).op, Op::BatchNorm(_))).collect();
+        let bns: Vec<_> = g
+            .ids()
+            .filter(|&i| matches!(g.node(i).op, Op::BatchNorm(_)))
+            .collect();
         let mut folded = 0;
         for bn_id in bns {
             let ins = g.inputs(bn_id);
@@ -22,22 +25,40 @@ impl Pass for FoldBatchNorm {
             if !matches!(g.node(conv_id).op, Op::Conv2d(_)) || g.users(conv_id).len() != 1 {
                 continue;
             }
-            let Op::BatchNorm(bn) = g.node(bn_id).op.clone() else { unreachable!() };
-            let Op::Conv2d(conv) = &mut g.node_mut(conv_id).op else { unreachable!() };
-            let (gamma, beta, mean, var) =
-                (bn.gamma.to_f32(), bn.beta.to_f32(), bn.running_mean.to_f32(), bn.running_var.to_f32());
+            let Op::BatchNorm(bn) = g.node(bn_id).op.clone() else {
+                unreachable!()
+            };
+            let Op::Conv2d(conv) = &mut g.node_mut(conv_id).op else {
+                unreachable!()
+            };
+            let (gamma, beta, mean, var) = (
+                bn.gamma.to_f32(),
+                bn.beta.to_f32(),
+                bn.running_mean.to_f32(),
+                bn.running_var.to_f32(),
+            );
             let co = conv.out_channels();
             let per_out = conv.weight.len() / co;
             let w = conv.weight.to_f32();
-            let old_bias: Vec<f32> = conv.bias.as_ref().map(|b| b.to_f32().into_owned()).unwrap_or(vec![0.0; co]);
+            let old_bias: Vec<f32> = conv
+                .bias
+                .as_ref()
+                .map(|b| b.to_f32().into_owned())
+                .unwrap_or(vec![0.0; co]);
             let mut new_w = Vec::with_capacity(w.len());
             let mut new_b = Vec::with_capacity(co);
             for o in 0..co {
                 let s = gamma[o] as f64 / (var[o] as f64 + bn.eps as f64).sqrt();
                 if !s.is_finite() {
-                    return Err(format!("running_var of channel {o} gives a non-finite scale"));
+                    return Err(format!(
+                        "running_var of channel {o} gives a non-finite scale"
+                    ));
                 }
-                new_w.extend(w[o * per_out..(o + 1) * per_out].iter().map(|&x| (x as f64 * s) as f32));
+                new_w.extend(
+                    w[o * per_out..(o + 1) * per_out]
+                        .iter()
+                        .map(|&x| (x as f64 * s) as f32),
+                );
                 new_b.push(((old_bias[o] as f64 - mean[o] as f64) * s + beta[o] as f64) as f32);
             }
             conv.weight = Tensor::from_f32(conv.weight.shape.clone(), new_w);

@@ -26,7 +26,8 @@ impl Pass for InferFacts {
             let fact = {
                 let facts: Vec<_> = ins.iter().map(|&i| &g.node(i).fact).collect();
                 let n = g.node(id);
-                n.op.infer(&facts).map_err(|m| format!("{} ({}): {m}", n.name, n.op.mnemonic()))?
+                n.op.infer(&facts)
+                    .map_err(|m| format!("{} ({}): {m}", n.name, n.op.mnemonic()))?
             };
             let node = g.node_mut(id);
             if node.fact != fact {

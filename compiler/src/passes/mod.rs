@@ -26,7 +26,10 @@ pub enum PassError {
     #[error("pass `{pass}`: {message}")]
     Failed { pass: &'static str, message: String },
     #[error("after pass `{pass}`: {source}")]
-    Verify { pass: &'static str, source: VerifyError },
+    Verify {
+        pass: &'static str,
+        source: VerifyError,
+    },
 }
 
 /// A graph transformation. Returns how many nodes it changed (0 = no change).
@@ -51,17 +54,30 @@ pub struct PassManager {
 
 impl Default for PassManager {
     fn default() -> Self {
-        PassManager { verify_each: cfg!(any(test, debug_assertions)), log: Vec::new() }
+        PassManager {
+            verify_each: cfg!(any(test, debug_assertions)),
+            log: Vec::new(),
+        }
     }
 }
 
 impl PassManager {
     pub fn run(&mut self, g: &mut Graph, pass: &mut dyn Pass) -> Result<(), PassError> {
-        let changed = pass.run(g).map_err(|message| PassError::Failed { pass: pass.name(), message })?;
+        let changed = pass.run(g).map_err(|message| PassError::Failed {
+            pass: pass.name(),
+            message,
+        })?;
         if self.verify_each {
-            verify(g).map_err(|source| PassError::Verify { pass: pass.name(), source })?;
+            verify(g).map_err(|source| PassError::Verify {
+                pass: pass.name(),
+                source,
+            })?;
         }
-        self.log.push(PassRecord { pass: pass.name().into(), changed, nodes_after: g.node_count() });
+        self.log.push(PassRecord {
+            pass: pass.name().into(),
+            changed,
+            nodes_after: g.node_count(),
+        });
         Ok(())
     }
 }
@@ -103,8 +119,15 @@ pub struct OptimizeReport {
 
 /// The standard pipeline. `verify_each` forces verification after every pass (it is on by
 /// default in debug and test builds); the graph is always verified once at the end.
-pub fn optimize(g: &mut Graph, precision: Precision, verify_each: bool) -> Result<OptimizeReport, PassError> {
-    let mut pm = PassManager { verify_each: verify_each || cfg!(debug_assertions), log: Vec::new() };
+pub fn optimize(
+    g: &mut Graph,
+    precision: Precision,
+    verify_each: bool,
+) -> Result<OptimizeReport, PassError> {
+    let mut pm = PassManager {
+        verify_each: verify_each || cfg!(debug_assertions),
+        log: Vec::new(),
+    };
     pm.run(g, &mut InferFacts)?;
     pm.run(g, &mut FoldBatchNorm)?;
     pm.run(g, &mut Dce)?;
@@ -115,6 +138,12 @@ pub fn optimize(g: &mut Graph, precision: Precision, verify_each: bool) -> Resul
         pm.run(g, &mut q)?;
         quantization = Some(q.report);
     }
-    verify(g).map_err(|source| PassError::Verify { pass: "final", source })?;
-    Ok(OptimizeReport { passes: pm.log, quantization })
+    verify(g).map_err(|source| PassError::Verify {
+        pass: "final",
+        source,
+    })?;
+    Ok(OptimizeReport {
+        passes: pm.log,
+        quantization,
+    })
 }

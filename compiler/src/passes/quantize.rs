@@ -59,7 +59,8 @@ impl Pass for QuantizeF16 {
                 continue;
             }
             let mnemonic = node.op.mnemonic().to_string();
-            let (mut err2, mut ref2, mut max_abs, mut count, mut flushed) = (0f64, 0f64, 0f64, 0usize, 0usize);
+            let (mut err2, mut ref2, mut max_abs, mut count, mut flushed) =
+                (0f64, 0f64, 0f64, 0usize, 0usize);
             for (_, t) in node.op.params_mut() {
                 let q = t.to_f16();
                 for (a, b) in t.to_f32().iter().zip(q.to_f32().iter()) {
@@ -84,12 +85,20 @@ impl Pass for QuantizeF16 {
                 op: mnemonic,
                 params: count,
                 max_abs_error: max_abs,
-                rel_error: if ref2 > 0.0 { (err2 / ref2).sqrt() } else { 0.0 },
+                rel_error: if ref2 > 0.0 {
+                    (err2 / ref2).sqrt()
+                } else {
+                    0.0
+                },
                 flushed_to_zero: flushed,
             });
         }
         self.report.max_abs_error = tot_max;
-        self.report.rel_error = if tot_ref2 > 0.0 { (tot_err2 / tot_ref2).sqrt() } else { 0.0 };
+        self.report.rel_error = if tot_ref2 > 0.0 {
+            (tot_err2 / tot_ref2).sqrt()
+        } else {
+            0.0
+        };
         Ok(changed)
     }
 }

@@ -6,7 +6,7 @@
 
 mod build;
 
-pub use build::{import, Imported};
+pub use build::{expected_tensors, import, Imported};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -33,7 +33,12 @@ impl Architecture {
     pub fn summary(&self) -> String {
         format!(
             "spikerir L={} dim={} en={:?} de={:?} in={} out={}",
-            self.levels, self.dim, self.en_blocks, self.de_blocks, self.in_channels, self.out_channels
+            self.levels,
+            self.dim,
+            self.en_blocks,
+            self.de_blocks,
+            self.in_channels,
+            self.out_channels
         )
     }
 
@@ -72,7 +77,10 @@ impl Architecture {
             }
             for (prefix, map) in [("encoder_level", &mut en), ("decoder_level", &mut de)] {
                 if let Some(rest) = first.strip_prefix(prefix) {
-                    if let (Ok(l), Some(Ok(i))) = (rest.parse::<usize>(), key.split('.').nth(1).map(str::parse::<usize>)) {
+                    if let (Ok(l), Some(Ok(i))) = (
+                        rest.parse::<usize>(),
+                        key.split('.').nth(1).map(str::parse::<usize>),
+                    ) {
                         let e = map.entry(l).or_insert(0);
                         *e = (*e).max(i + 1);
                     }
@@ -81,11 +89,24 @@ impl Architecture {
         }
         const MAX_LEVELS: usize = 12;
         if levels > MAX_LEVELS {
-            return Err(ImportError::Architecture(format!("{levels} levels found, at most {MAX_LEVELS} are supported")));
+            return Err(ImportError::Architecture(format!(
+                "{levels} levels found, at most {MAX_LEVELS} are supported"
+            )));
         }
-        let en_blocks = (1..=levels).map(|l| en.get(&l).copied().unwrap_or(0)).collect();
-        let de_blocks = (1..=levels).map(|l| de.get(&l).copied().unwrap_or(0)).collect();
-        Ok(Architecture { dim, levels, en_blocks, de_blocks, in_channels, out_channels })
+        let en_blocks = (1..=levels)
+            .map(|l| en.get(&l).copied().unwrap_or(0))
+            .collect();
+        let de_blocks = (1..=levels)
+            .map(|l| de.get(&l).copied().unwrap_or(0))
+            .collect();
+        Ok(Architecture {
+            dim,
+            levels,
+            en_blocks,
+            de_blocks,
+            in_channels,
+            out_channels,
+        })
     }
 }
 

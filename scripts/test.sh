@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The project's test command: every test of every crate, feature `torch` included.
+# Installs libtorch (torch==2.13.0 in .venv) first when missing.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+"$root/scripts/setup-torch.sh"
+# shellcheck source=env.sh
+source "$root/scripts/env.sh"
+cd "$root"
+cargo test --workspace --features torch "$@"
