@@ -186,3 +186,51 @@ impl Artifact {
         bytes.len() >= 8 && &bytes[..8] == MAGIC
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::passes::optimize;
+    use crate::test_graphs::small;
+
+    fn artifact() -> Artifact {
+        let mut g = small();
+        let report = optimize(&mut g, Precision::F16, true).unwrap();
+        let meta = ArtifactMeta {
+            model: "small".into(),
+            source: "small.safetensors".into(),
+            precision: Precision::F16,
+            time_steps: 2,
+            producer: "test".into(),
+        };
+        Artifact::new(meta, report, Verified::new(g).unwrap())
+    }
+
+    #[test]
+    fn round_trips_and_is_deterministic() {
+        let a = artifact();
+        let bytes = a.to_bytes();
+        assert_eq!(bytes, artifact().to_bytes());
+        let b = Artifact::from_bytes(&bytes, "a.spk").unwrap();
+        assert_eq!(b.meta, a.meta);
+        assert_eq!(b.graph.to_text(), a.graph.to_text());
+        assert_eq!(b.to_bytes(), bytes);
+    }
+
+    #[test]
+    fn rejects_corruption_with_clear_errors() {
+        let bytes = artifact().to_bytes();
+        let msg = |b: &[u8]| Artifact::from_bytes(b, "a.spk").unwrap_err().to_string();
+        assert!(msg(b"hello world, not an artifact").starts_with("a.spk: not a spikerc artifact"));
+        let mut newer = bytes.clone();
+        newer[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+        assert_eq!(msg(&newer), format!("a.spk: artifact format version {} is newer than this spikerc supports ({FORMAT_VERSION}); upgrade spikerc", FORMAT_VERSION + 1));
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0x55;
+        assert!(msg(&flipped).contains("checksum mismatch"), "{}", msg(&flipped));
+        let cut = &bytes[..bytes.len() - 100];
+        assert_eq!(msg(cut), format!("a.spk: truncated artifact: {} bytes, header says {}", cut.len(), bytes.len()));
+        assert!(msg(&bytes[..10]).starts_with("a.spk: truncated artifact: 10 bytes"));
+    }
+}

@@ -23,3 +23,6 @@ pub use artifact::{Artifact, ArtifactError, ArtifactMeta};
 pub use ir::{DType, Dim, Fact, Graph, IrError, Node, NodeId, Op, Shape, ValueKind};
 pub use tensor::Tensor;
 pub use verify::{verify, Verified, VerifyError};
+
+#[cfg(test)]
+mod test_graphs;

@@ -119,3 +119,60 @@ impl std::ops::Deref for Verified {
         &self.0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Conv2d, ValueKind};
+    use crate::test_graphs::small;
+
+    #[test]
+    fn accepts_a_well_formed_graph() {
+        verify(&small()).unwrap();
+    }
+
+    #[test]
+    fn rejects_a_stored_fact_that_disagrees_with_the_op() {
+        let mut g = small();
+        let id = g.find("lif1").unwrap();
+        g.node_mut(id).fact.kind = ValueKind::RealSeq;
+        let e = verify(&g).unwrap_err();
+        assert_eq!(e.name, "lif1");
+        assert!(e.message.starts_with("stored fact real_t<f32>"), "{e}");
+    }
+
+    #[test]
+    fn rejects_an_event_driven_conv_on_real_input() {
+        let mut g = small();
+        let id = g.find("stem").unwrap();
+        if let Op::Conv2d(Conv2d { event_driven, .. }) = &mut g.node_mut(id).op {
+            *event_driven = true;
+        }
+        let e = verify(&g).unwrap_err();
+        assert_eq!(e.to_string(), format!("IR verification failed at {id} `stem` (conv2d.ac): is event-driven (AC-costed) but its input is real_t"));
+    }
+
+    #[test]
+    fn rejects_graphs_without_output_or_with_dangling_values() {
+        let mut g = small();
+        let out = g.outputs()[0];
+        g.remove(out);
+        assert!(verify(&g).unwrap_err().message.contains("no output"));
+        let mut g = small();
+        let x = g.input().unwrap();
+        g.add("dangling", Op::Relu, &[x]).unwrap();
+        assert_eq!(verify(&g).unwrap_err().message, "dangling value: the node has no users");
+    }
+
+    #[test]
+    fn rejects_non_finite_parameters() {
+        let mut g = small();
+        let id = g.find("head").unwrap();
+        if let Op::Conv2d(c) = &mut g.node_mut(id).op {
+            let mut w = c.weight.to_f32().into_owned();
+            w[5] = f32::NAN;
+            c.weight = crate::Tensor::from_f32(c.weight.shape.clone(), w);
+        }
+        assert_eq!(verify(&g).unwrap_err().message, "weight element 5 is not finite");
+    }
+}

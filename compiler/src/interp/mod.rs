@@ -251,3 +251,6 @@ impl Array {
         Array::new(shape, data)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -147,3 +147,125 @@ pub fn optimize(
         quantization,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interp::{run, Execution};
+    use crate::ir::{CostClass, Op};
+    use crate::test_graphs::{input, small};
+    use crate::verify::Verified;
+
+    fn exec(g: &Graph) -> Execution {
+        run(&Verified::new(g.clone()).unwrap(), &input(2, 8, 12)).unwrap()
+    }
+
+    fn max_diff(a: &Execution, b: &Execution) -> f32 {
+        a.outputs[0].data.iter().zip(&b.outputs[0].data).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn infer_marks_spike_input_convs_event_driven() {
+        let mut g = small();
+        let changed = InferFacts.run(&mut g).unwrap();
+        assert_eq!(changed, 2, "the two convs after LIFs");
+        let ac: Vec<_> = g.ids().filter(|&i| g.node(i).op.cost_class() == CostClass::Accumulate).map(|i| g.node(i).name.clone()).collect();
+        assert_eq!(ac, ["down", "mix"]);
+        assert_eq!(InferFacts.run(&mut g).unwrap(), 0, "a fixed point");
+        verify(&g).unwrap();
+    }
+
+    #[test]
+    fn fold_bn_removes_batchnorms_and_preserves_results() {
+        let g0 = small();
+        let mut g = g0.clone();
+        assert_eq!(FoldBatchNorm.run(&mut g).unwrap(), 2);
+        verify(&g).unwrap();
+        assert!(g.ids().all(|i| !matches!(g.node(i).op, Op::BatchNorm(_))));
+        let (a, b) = (exec(&g0), exec(&g));
+        assert!(max_diff(&a, &b) < 1e-5, "diff {}", max_diff(&a, &b));
+        assert_eq!(a.spikes, b.spikes);
+        assert!(a.spikes.values().all(|&s| s > 0), "both LIF layers fire: {:?}", a.spikes);
+    }
+
+    #[test]
+    fn fold_bn_skips_convs_with_other_users() {
+        let mut g = small();
+        let conv = g.find("stem").unwrap();
+        // Give the stem conv a second user: it must not be folded.
+        let extra = g.add("probe", Op::Relu, &[conv]).unwrap();
+        g.add("probe.out", Op::Output, &[extra]).unwrap();
+        assert_eq!(FoldBatchNorm.run(&mut g).unwrap(), 1);
+        verify(&g).unwrap();
+        assert!(g.find("stem.bn").is_some());
+    }
+
+    #[test]
+    fn dce_removes_nodes_that_reach_no_output() {
+        let mut g = small();
+        let conv = g.find("mix").unwrap();
+        let dead = g.add("dead", Op::Relu, &[conv]).unwrap();
+        let dead2 = g.add("dead2", Op::Sigmoid, &[dead]).unwrap();
+        assert!(verify(&g).is_err(), "dangling values are rejected");
+        assert_eq!(Dce.run(&mut g).unwrap(), 2);
+        assert!(!g.contains(dead) && !g.contains(dead2));
+        verify(&g).unwrap();
+        assert_eq!(Dce.run(&mut g).unwrap(), 0);
+    }
+
+    #[test]
+    fn quantize_rounds_params_and_reports_errors() {
+        let mut g = small();
+        FoldBatchNorm.run(&mut g).unwrap();
+        let mut q = QuantizeF16::default();
+        q.run(&mut g).unwrap();
+        verify(&g).unwrap();
+        for i in g.ids() {
+            for (_, t) in g.node(i).op.params() {
+                assert_eq!(t.dtype(), crate::ir::DType::F16, "{}", g.node(i).name);
+            }
+        }
+        let r = &q.report;
+        assert_eq!(r.layers.len(), 4);
+        for l in &r.layers {
+            assert!(l.max_abs_error > 0.0 && l.max_abs_error < 1e-3, "{l:?}");
+            assert!(l.rel_error > 0.0 && l.rel_error < 1e-3, "{l:?}");
+        }
+        assert_eq!(r.max_abs_error, r.layers.iter().map(|l| l.max_abs_error).fold(0.0, f64::max));
+        let Op::Lif(l) = g.node(g.find("lif1").unwrap()).op else { panic!() };
+        assert_eq!(l.v_threshold, half::f16::from_f32(0.15).to_f32());
+    }
+
+    #[test]
+    fn optimize_pipeline_logs_every_pass_and_keeps_semantics() {
+        let g0 = small();
+        let mut g = g0.clone();
+        let rep = optimize(&mut g, Precision::F32, true).unwrap();
+        let names: Vec<_> = rep.passes.iter().map(|p| p.pass.as_str()).collect();
+        assert_eq!(names, ["infer", "fold-bn", "dce", "infer"]);
+        assert!(rep.quantization.is_none());
+        let (a, b) = (exec(&g0), exec(&g));
+        assert!(max_diff(&a, &b) < 1e-5);
+        assert_eq!(a.spikes, b.spikes);
+    }
+
+    #[test]
+    fn pass_manager_names_the_pass_that_breaks_the_graph() {
+        struct Breaker;
+        impl Pass for Breaker {
+            fn name(&self) -> &'static str {
+                "breaker"
+            }
+            fn run(&mut self, g: &mut Graph) -> Result<usize, String> {
+                let id = g.find("lif1").unwrap();
+                g.node_mut(id).fact.kind = crate::ir::ValueKind::RealSeq;
+                Ok(1)
+            }
+        }
+        let mut g = small();
+        let mut pm = PassManager { verify_each: true, log: vec![] };
+        let e = pm.run(&mut g, &mut Breaker).unwrap_err().to_string();
+        assert!(e.starts_with("after pass `breaker`: IR verification failed at"), "{e}");
+        assert!(e.contains("`lif1` (lif)"), "{e}");
+    }
+}
