@@ -11,6 +11,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod eval;
 mod error;
 pub mod spikerir;
 
