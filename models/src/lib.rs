@@ -14,6 +14,8 @@ pub mod config;
 pub mod eval;
 mod error;
 pub mod spikerir;
+#[cfg(feature = "torch")]
+pub mod torch;
 
 pub use checkpoint::{Checkpoint, RawTensor};
 pub use config::HyperParams;
