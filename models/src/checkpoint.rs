@@ -141,6 +141,7 @@ mod torch {
 
     pub fn load(path: &Path) -> Result<Checkpoint, ImportError> {
         let p = path.display().to_string();
+        crate::torch::check_zip_integrity(path)?;
         let named = Tensor::loadz_multi(path).map_err(|e| ImportError::Corrupt {
             path: p.clone(),
             format: "PyTorch zip",

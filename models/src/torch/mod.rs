@@ -16,11 +16,13 @@
 //! every LIF module.
 
 mod layers;
+mod ptzip;
 mod state;
 
 pub use layers::{
     Attention, Block, Bn, Conv, Lif, LifConvBn, LifStat, Neuron, Refinement, SURROGATE_ALPHA,
 };
+pub use ptzip::check_zip_integrity;
 pub use state::{export_safetensors, load_checkpoint, state_dict, to_checkpoint};
 
 use std::collections::BTreeMap;
