@@ -12,7 +12,9 @@ fn planes(shape: &[usize]) -> (usize, usize, usize, usize) {
     (lead, shape[r - 3], shape[r - 2], shape[r - 1])
 }
 
-pub fn conv2d(x: &Array, c: &Conv2d, out_shape: &[usize]) -> Array {
+/// Convolution. `wide` accumulates every product in f64 and rounds once (the interpreter's
+/// high-precision mode); f16 event-driven convolutions always do (exact, see the module docs).
+pub fn conv2d(x: &Array, c: &Conv2d, out_shape: &[usize], wide: bool) -> Array {
     let (lead, ci, h, w) = planes(&x.shape);
     let (_, co, oh, ow) = planes(out_shape);
     let [kh, kw] = c.kernel();
@@ -20,7 +22,7 @@ pub fn conv2d(x: &Array, c: &Conv2d, out_shape: &[usize]) -> Array {
     let [py, px] = c.padding;
     let wt = c.weight.to_f32();
     let bias = c.bias.as_ref().map(|b| b.to_f32().into_owned());
-    let exact = c.event_driven && matches!(c.weight.data, TensorData::F16(_));
+    let exact = wide || (c.event_driven && matches!(c.weight.data, TensorData::F16(_)));
     let mut out = vec![0f32; lead * co * oh * ow];
     let mut acc32 = vec![0f32; oh * ow];
     let mut acc64 = vec![0f64; oh * ow];
@@ -47,9 +49,7 @@ pub fn conv2d(x: &Array, c: &Conv2d, out_shape: &[usize]) -> Array {
                                 }
                                 let xv = row[ix as usize];
                                 if exact {
-                                    if xv != 0.0 {
-                                        acc64[oy * ow + ox] += wv as f64;
-                                    }
+                                    acc64[oy * ow + ox] += wv as f64 * xv as f64;
                                 } else {
                                     acc32[oy * ow + ox] += wv * xv;
                                 }
@@ -69,20 +69,19 @@ pub fn conv2d(x: &Array, c: &Conv2d, out_shape: &[usize]) -> Array {
     Array::new(out_shape.to_vec(), out)
 }
 
+/// Eval-mode BatchNorm, computed the way PyTorch's CPU kernel does:
+/// `alpha = gamma * (1 / sqrt(var + eps))`, `beta = bias - mean * alpha`, `y = fma(x, alpha, beta)`
+/// (its vectorised kernel fuses the multiply-add; one rounding).
 pub fn batch_norm(x: &Array, bn: &BatchNorm) -> Array {
     let (lead, c, h, w) = planes(&x.shape);
-    let (g, b, m, v) = (
-        bn.gamma.to_f32(),
-        bn.beta.to_f32(),
-        bn.running_mean.to_f32(),
-        bn.running_var.to_f32(),
-    );
+    let (g, b, m, v) = (bn.gamma.to_f32(), bn.beta.to_f32(), bn.running_mean.to_f32(), bn.running_var.to_f32());
     let mut out = x.data.clone();
     for l in 0..lead {
         for ch in 0..c {
-            let denom = (v[ch] + bn.eps).sqrt();
+            let alpha = g[ch] * (1.0 / (v[ch] + bn.eps).sqrt());
+            let beta = b[ch] - m[ch] * alpha;
             for e in &mut out[(l * c + ch) * h * w..(l * c + ch + 1) * h * w] {
-                *e = (*e - m[ch]) / denom * g[ch] + b[ch];
+                *e = e.mul_add(alpha, beta);
             }
         }
     }

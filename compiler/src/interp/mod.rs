@@ -100,16 +100,32 @@ pub fn check_input(g: &Verified, input: &Array) -> Result<(usize, usize, usize),
     Ok((n, h, w))
 }
 
+/// Interpreter settings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Accumulate convolutions in f64 (one rounding per output) instead of the canonical f32
+    /// order. Closer to exact arithmetic — useful to judge a graph against an external
+    /// reference without accumulation-order noise deciding borderline spikes; engines match
+    /// the default (f32) mode.
+    pub wide_accumulation: bool,
+}
+
 /// Runs the graph on `input` (`[N, C, H, W]`).
 pub fn run(g: &Verified, input: &Array) -> Result<Execution, InterpError> {
-    run_observed(g, input, |_, _| {})
+    run_with(g, input, Options::default(), |_, _| {})
 }
 
 /// Runs the graph, calling `observe(node, value)` for every value computed (for tests and
 /// debugging tools that compare intermediate results).
-pub fn run_observed(
+pub fn run_observed(g: &Verified, input: &Array, observe: impl FnMut(NodeId, &Array)) -> Result<Execution, InterpError> {
+    run_with(g, input, Options::default(), observe)
+}
+
+/// Runs the graph with explicit [`Options`].
+pub fn run_with(
     g: &Verified,
     input: &Array,
+    opts: Options,
     mut observe: impl FnMut(NodeId, &Array),
 ) -> Result<Execution, InterpError> {
     let (n, h, w) = check_input(g, input)?;
@@ -143,7 +159,7 @@ pub fn run_observed(
                 }
                 Array::new(out_shape.clone(), d)
             }
-            Op::Conv2d(c) => kernels::conv2d(args[0], c, &out_shape),
+            Op::Conv2d(c) => kernels::conv2d(args[0], c, &out_shape, opts.wide_accumulation),
             Op::BatchNorm(b) => kernels::batch_norm(args[0], b),
             Op::Lif(l) => {
                 let (s, count) = lif_forward(args[0], l);
