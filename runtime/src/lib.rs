@@ -1,1 +1,38 @@
-//! placeholder
+//! spikerc-runtime: the event-driven CPU engine for compiled spikerc artifacts.
+//!
+//! [`Program::new`] lowers a [`Verified`] graph once into a schedule of kernels (topological
+//! order, weights re-laid for the kernels, dead values freed as early as possible);
+//! [`Program::run`] executes it layer by layer over all time steps:
+//!
+//! * convolutions on spikes take the **AC path**: every spike scatters the weight columns of
+//!   the outputs it reaches (additions only, work proportional to the spikes);
+//! * convolutions on real values take the **MAC path**: a dense, vectorised kernel;
+//! * LIF, BatchNorm, attention primitives, upsampling and the refinement block run as the IR
+//!   defines them ([`ops`]).
+//!
+//! Arithmetic follows the interpreter's contract (`ARCHITECTURE.md`), so f32 artifacts give
+//! the interpreter's bits, f16 artifacts use the exact fixed-point spike accumulation, and the
+//! output is bit-identical for every thread count. Every run also returns exact operation
+//! counts per source module ([`OpCounts`]), which the accelerator simulator consumes.
+//!
+//! [`tile`] runs images of any size: reflect padding to the model's divisor and overlapping
+//! tiles with bounded peak memory.
+
+pub mod conv;
+pub mod ops;
+mod program;
+pub mod simd;
+pub mod tile;
+
+pub use program::{NodeTime, OpCounts, Program, RunOptions, RunResult, RuntimeError};
+pub use simd::Level;
+
+pub use spikerc_compiler::interp::Array;
+pub use spikerc_compiler::{NodeId, Verified};
+
+/// A raw pointer that rayon tasks share to write provably disjoint parts of one buffer.
+#[derive(Clone, Copy)]
+pub(crate) struct SyncPtr(pub *mut f32);
+// SAFETY: only used by kernels whose tasks write disjoint index ranges (see each use).
+unsafe impl Send for SyncPtr {}
+unsafe impl Sync for SyncPtr {}

@@ -1,0 +1,406 @@
+//! Convolution kernels: the event-driven accumulate (AC) path for spike inputs and the dense
+//! multiply-accumulate (MAC) path for real inputs.
+//!
+//! Both keep the interpreter's arithmetic contract bit for bit:
+//!
+//! * **MAC path** ([`DenseConv`]): every output is accumulated in f32, in the canonical order
+//!   input channel -> kernel row -> kernel column, from 0, no fused multiply-add, bias last.
+//!   The kernel vectorises across output channels (weights stored `[ci][ky][kx][co]`, co padded
+//!   to 16 lanes) and register-blocks 8 output pixels of a row; the input is zero-padded once,
+//!   which is exact because adding `w * 0` to an accumulator that started at `+0` never
+//!   changes it.
+//! * **AC path** ([`SpikeConv`]): spikes are scattered. For a band of output rows the kernel
+//!   walks the spikes in `(ci, iy, ix)` order and adds the weight column `W[:, ci, ky, kx]` of
+//!   every output the spike reaches into a channel-last accumulator. For a fixed output,
+//!   `iy` ascending is `ky` ascending and `ix` ascending is `kx` ascending, so the f32 sum is
+//!   formed in exactly the canonical order (skipped zero inputs add nothing). With f16
+//!   weights the accumulator is i64 fixed point with 24 fraction bits: every f16 is an integer
+//!   multiple of 2^-24, so the sum is exact, order-free and equal to the interpreter's f64 sum;
+//!   it is rounded once to f32 before the f32 bias is added.
+//!
+//! Work is split over (plane, band of output rows) with rayon; every output is computed by
+//! exactly one task, so results do not depend on the thread count.
+
+use rayon::prelude::*;
+use spikerc_compiler::ir::Conv2d;
+use spikerc_compiler::tensor::TensorData;
+
+use crate::simd::{self, Level};
+use crate::SyncPtr;
+
+/// Lanes of one weight chunk; output channels are padded to a multiple of this.
+pub const LANES: usize = 16;
+/// Scale of the f16 fixed-point accumulator (2^24: every f16 is a multiple of 2^-24).
+const FIX_SCALE: f64 = 16_777_216.0;
+/// Target size of a band accumulator (bytes), so it stays in L2.
+const BAND_BYTES: usize = 256 * 1024;
+
+/// Geometry shared by both paths.
+#[derive(Clone, Debug)]
+pub struct Geometry {
+    pub ci: usize,
+    pub co: usize,
+    /// `co` rounded up to a multiple of [`LANES`].
+    pub cp: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+}
+
+impl Geometry {
+    fn of(c: &Conv2d) -> Geometry {
+        let [kh, kw] = c.kernel();
+        let co = c.out_channels();
+        Geometry {
+            ci: c.in_channels(),
+            co,
+            cp: co.div_ceil(LANES) * LANES,
+            kh,
+            kw,
+            stride: c.stride,
+            padding: c.padding,
+        }
+    }
+
+    /// Weights `[co, ci, kh, kw]` re-laid as `[ci][ky][kx][cp]` (padding lanes zero).
+    fn transpose<T: Copy + Default>(&self, w: &[T]) -> Vec<T> {
+        let mut out = vec![T::default(); self.ci * self.kh * self.kw * self.cp];
+        for o in 0..self.co {
+            for i in 0..self.ci {
+                for ky in 0..self.kh {
+                    for kx in 0..self.kw {
+                        out[((i * self.kh + ky) * self.kw + kx) * self.cp + o] =
+                            w[((o * self.ci + i) * self.kh + ky) * self.kw + kx];
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Op counts produced by one convolution call.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConvCounts {
+    pub spikes_in: u64,
+    pub ac: u64,
+    pub mac: u64,
+}
+
+/// A convolution on real-valued input (MAC path).
+#[derive(Clone, Debug)]
+pub struct DenseConv {
+    pub geo: Geometry,
+    /// `[ci][ky][kx][cp]`, f32 (f16 weights widened exactly).
+    wt: Vec<f32>,
+    bias: Option<Vec<f32>>,
+}
+
+impl DenseConv {
+    pub fn new(c: &Conv2d) -> DenseConv {
+        let geo = Geometry::of(c);
+        let wt = geo.transpose(&c.weight.to_f32());
+        DenseConv {
+            geo,
+            wt,
+            bias: c.bias.as_ref().map(|b| b.to_f32().into_owned()),
+        }
+    }
+
+    /// `x` is `[lead, ci, h, w]` flattened; writes `[lead, co, oh, ow]`.
+    pub fn run(
+        &self,
+        x: &[f32],
+        lead: usize,
+        (h, w): (usize, usize),
+        (oh, ow): (usize, usize),
+        level: Level,
+    ) -> (Vec<f32>, ConvCounts) {
+        let g = &self.geo;
+        let [py, px] = g.padding;
+        let (hp, wp) = (h + 2 * py, w + 2 * px);
+        let mut out = vec![0f32; lead * g.co * oh * ow];
+        // Zero-padded copy of the input planes: exact (adding w*0 changes nothing).
+        let mut xp = vec![0f32; lead * g.ci * hp * wp];
+        xp.par_chunks_mut(hp * wp)
+            .zip(x.par_chunks(h * w))
+            .for_each(|(dst, src)| {
+                for y in 0..h {
+                    dst[(y + py) * wp + px..(y + py) * wp + px + w]
+                        .copy_from_slice(&src[y * w..(y + 1) * w]);
+                }
+            });
+        let out_ptr = SyncPtr(out.as_mut_ptr());
+        let rows_per_task = 1usize.max(4096 / (ow * g.cp).max(1));
+        let bands = oh.div_ceil(rows_per_task);
+        (0..lead * bands).into_par_iter().for_each(|task| {
+            let (b, band) = (task / bands, task % bands);
+            let r0 = band * rows_per_task;
+            let r1 = (r0 + rows_per_task).min(oh);
+            let xb = &xp[b * g.ci * hp * wp..(b + 1) * g.ci * hp * wp];
+            let p = &out_ptr;
+            // SAFETY: each task writes only rows r0..r1 of plane b of every output channel;
+            // tasks partition (plane, row) pairs, so writes never overlap.
+            let ob = unsafe { std::slice::from_raw_parts_mut(p.0.add(b * g.co * oh * ow), g.co * oh * ow) };
+            for oy in r0..r1 {
+                simd::dense_row(level, self, xb, (hp, wp), oy, (oh, ow), ob);
+            }
+        });
+        let mac = (lead * g.co * oh * ow * g.ci * g.kh * g.kw) as u64;
+        (out, ConvCounts { mac, ..Default::default() })
+    }
+
+    /// Computes output row `oy` of one plane for output channels `[c0, c0 + 16 * nc)` and
+    /// output columns `[ox0, ox0 + P)`, writing into `ob` (`[co, oh, ow]`).
+    #[inline(always)]
+    pub(crate) fn tile<const P: usize, const NC: usize>(
+        &self,
+        xb: &[f32],
+        (hp, wp): (usize, usize),
+        oy: usize,
+        ox0: usize,
+        c0: usize,
+        (oh, ow): (usize, usize),
+        ob: &mut [f32],
+    ) {
+        let g = &self.geo;
+        let [sy, sx] = g.stride;
+        let mut acc = [[[0f32; LANES]; NC]; P];
+        for i in 0..g.ci {
+            let plane = &xb[i * hp * wp..(i + 1) * hp * wp];
+            for ky in 0..g.kh {
+                let row = &plane[(oy * sy + ky) * wp..(oy * sy + ky + 1) * wp];
+                for kx in 0..g.kw {
+                    let wbase = ((i * g.kh + ky) * g.kw + kx) * g.cp + c0;
+                    let mut wv = [[0f32; LANES]; NC];
+                    for (c, wc) in wv.iter_mut().enumerate() {
+                        wc.copy_from_slice(&self.wt[wbase + c * LANES..wbase + (c + 1) * LANES]);
+                    }
+                    for (p, ap) in acc.iter_mut().enumerate() {
+                        let xv = row[(ox0 + p) * sx + kx];
+                        for c in 0..NC {
+                            for l in 0..LANES {
+                                ap[c][l] += wv[c][l] * xv;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (p, ap) in acc.iter().enumerate() {
+            for c in 0..NC {
+                for l in 0..LANES {
+                    let o = c0 + c * LANES + l;
+                    if o < g.co {
+                        let s = ap[c][l];
+                        ob[(o * oh + oy) * ow + ox0 + p] = match &self.bias {
+                            Some(bb) => s + bb[o],
+                            None => s,
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Weights of an event-driven convolution.
+#[derive(Clone, Debug)]
+enum SpikeWeights {
+    /// f32 weights, `[ci][ky][kx][cp]`.
+    F32(Vec<f32>),
+    /// f16 weights as exact i64 fixed point (x 2^24), `[ci][ky][kx][cp]`.
+    Fixed(Vec<i64>),
+}
+
+/// A convolution on spike input (AC path).
+#[derive(Clone, Debug)]
+pub struct SpikeConv {
+    pub geo: Geometry,
+    weights: SpikeWeights,
+    bias: Option<Vec<f32>>,
+}
+
+impl SpikeConv {
+    pub fn new(c: &Conv2d) -> SpikeConv {
+        let geo = Geometry::of(c);
+        let weights = match &c.weight.data {
+            TensorData::F16(v) => {
+                let fixed: Vec<i64> = v
+                    .iter()
+                    .map(|x| (x.to_f64() * FIX_SCALE) as i64)
+                    .collect();
+                SpikeWeights::Fixed(geo.transpose(&fixed))
+            }
+            TensorData::F32(v) => SpikeWeights::F32(geo.transpose(v)),
+        };
+        SpikeConv {
+            geo,
+            weights,
+            bias: c.bias.as_ref().map(|b| b.to_f32().into_owned()),
+        }
+    }
+
+    /// Whether this conv uses exact fixed-point accumulation (f16 weights).
+    pub fn is_exact(&self) -> bool {
+        matches!(self.weights, SpikeWeights::Fixed(_))
+    }
+
+    /// `x` is `[lead, ci, h, w]` of 0/1 spikes; writes `[lead, co, oh, ow]`.
+    pub fn run(
+        &self,
+        x: &[f32],
+        lead: usize,
+        (h, w): (usize, usize),
+        (oh, ow): (usize, usize),
+        level: Level,
+    ) -> (Vec<f32>, ConvCounts) {
+        let g = &self.geo;
+        let elem = match self.weights {
+            SpikeWeights::F32(_) => 4,
+            SpikeWeights::Fixed(_) => 8,
+        };
+        let band = 1usize.max(BAND_BYTES / (ow * g.cp * elem).max(1)).min(oh);
+        let bands = oh.div_ceil(band);
+        let mut out = vec![0f32; lead * g.co * oh * ow];
+        let out_ptr = SyncPtr(out.as_mut_ptr());
+        let acs: u64 = (0..lead * bands)
+            .into_par_iter()
+            .map(|task| {
+                let (b, bi) = (task / bands, task % bands);
+                let r0 = bi * band;
+                let r1 = (r0 + band).min(oh);
+                let xb = &x[b * g.ci * h * w..(b + 1) * g.ci * h * w];
+                let p = &out_ptr;
+                // SAFETY: each task writes only rows r0..r1 of plane b of every output
+                // channel; tasks partition (plane, row) pairs, so writes never overlap.
+                let ob = unsafe {
+                    std::slice::from_raw_parts_mut(p.0.add(b * g.co * oh * ow), g.co * oh * ow)
+                };
+                match &self.weights {
+                    SpikeWeights::F32(wt) => {
+                        let mut acc = vec![0f32; (r1 - r0) * ow * g.cp];
+                        let taps = simd::scatter_f32(level, g, wt, xb, (h, w), (r0, r1), ow, &mut acc);
+                        for o in 0..g.co {
+                            for oy in r0..r1 {
+                                let dst = &mut ob[(o * oh + oy) * ow..(o * oh + oy + 1) * ow];
+                                for (ox, d) in dst.iter_mut().enumerate() {
+                                    let s = acc[((oy - r0) * ow + ox) * g.cp + o];
+                                    *d = match &self.bias {
+                                        Some(bb) => s + bb[o],
+                                        None => s,
+                                    };
+                                }
+                            }
+                        }
+                        taps
+                    }
+                    SpikeWeights::Fixed(wt) => {
+                        let mut acc = vec![0i64; (r1 - r0) * ow * g.cp];
+                        let taps = simd::scatter_i64(level, g, wt, xb, (h, w), (r0, r1), ow, &mut acc);
+                        for o in 0..g.co {
+                            for oy in r0..r1 {
+                                let dst = &mut ob[(o * oh + oy) * ow..(o * oh + oy + 1) * ow];
+                                for (ox, d) in dst.iter_mut().enumerate() {
+                                    let s = (acc[((oy - r0) * ow + ox) * g.cp + o] as f64
+                                        / FIX_SCALE) as f32;
+                                    *d = match &self.bias {
+                                        Some(bb) => s + bb[o],
+                                        None => s,
+                                    };
+                                }
+                            }
+                        }
+                        taps
+                    }
+                }
+            })
+            .sum();
+        let spikes_in = x.par_chunks(1 << 16).map(|c| c.iter().filter(|v| **v != 0.0).count() as u64).sum();
+        (
+            out,
+            ConvCounts {
+                spikes_in,
+                ac: acs * g.co as u64,
+                mac: 0,
+            },
+        )
+    }
+}
+
+/// The scatter loop shared by both accumulator types: walks the spikes of the input rows that
+/// reach output rows `[r0, r1)` in `(ci, iy, ix)` order and adds each reached tap's weight
+/// column into `acc` (`[r1 - r0][ow][cp]`). Returns the number of (spike, tap) pairs.
+#[inline(always)]
+pub(crate) fn scatter<A: Copy + std::ops::AddAssign>(
+    g: &Geometry,
+    wt: &[A],
+    xb: &[f32],
+    (h, w): (usize, usize),
+    (r0, r1): (usize, usize),
+    ow: usize,
+    acc: &mut [A],
+) -> u64 {
+    let [sy, sx] = g.stride;
+    let [py, px] = g.padding;
+    let cp = g.cp;
+    let mut taps = 0u64;
+    // Input rows that reach output rows r0..r1: iy = oy*sy - py + ky.
+    let iy0 = (r0 * sy).saturating_sub(py);
+    let iy1 = ((r1 - 1) * sy + g.kh).saturating_sub(py).min(h);
+    for ci in 0..g.ci {
+        let plane = &xb[ci * h * w..(ci + 1) * h * w];
+        for iy in iy0..iy1 {
+            let row = &plane[iy * w..(iy + 1) * w];
+            // Valid (ky, oy) pairs for this input row inside the band.
+            let mut kys = [(0usize, 0usize); 16];
+            let mut nky = 0;
+            for ky in 0..g.kh.min(16) {
+                let num = iy + py;
+                if num < ky || (num - ky) % sy != 0 {
+                    continue;
+                }
+                let oy = (num - ky) / sy;
+                if oy >= r0 && oy < r1 {
+                    kys[nky] = (ky, oy - r0);
+                    nky += 1;
+                }
+            }
+            if nky == 0 {
+                continue;
+            }
+            for (cb, chunk) in row.chunks(64).enumerate() {
+                let mut mask = 0u64;
+                for (k, v) in chunk.iter().enumerate() {
+                    mask |= ((*v != 0.0) as u64) << k;
+                }
+                while mask != 0 {
+                    let ix = cb * 64 + mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    let num = ix + px;
+                    for &(ky, ry) in &kys[..nky] {
+                        let wrow = &wt[((ci * g.kh + ky) * g.kw) * cp..((ci * g.kh + ky + 1) * g.kw) * cp];
+                        let arow = &mut acc[ry * ow * cp..(ry + 1) * ow * cp];
+                        for kx in 0..g.kw {
+                            if num < kx || (num - kx) % sx != 0 {
+                                continue;
+                            }
+                            let ox = (num - kx) / sx;
+                            if ox >= ow {
+                                continue;
+                            }
+                            taps += 1;
+                            let a = &mut arow[ox * cp..(ox + 1) * cp];
+                            let wv = &wrow[kx * cp..(kx + 1) * cp];
+                            for (a, &wv) in a.iter_mut().zip(wv) {
+                                *a += wv;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    taps
+}

@@ -1,0 +1,371 @@
+//! Lowering a verified graph to a schedule of kernels, and executing it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use spikerc_compiler::interp::{check_input, Array, InterpError};
+use spikerc_compiler::ir::{BinaryOp, Lif, Op, ReduceOp};
+use spikerc_compiler::{NodeId, Verified};
+
+use crate::conv::{DenseConv, SpikeConv};
+use crate::ops;
+use crate::simd::Level;
+
+/// Why a run was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Input(#[from] InterpError),
+    #[error("cannot build a pool of {threads} threads: {message}")]
+    Threads { threads: usize, message: String },
+    #[error("tile {tile} with overlap {overlap} is invalid: {reason}")]
+    Tile {
+        tile: usize,
+        overlap: usize,
+        reason: String,
+    },
+}
+
+/// Options of one run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// Worker threads; 0 uses rayon's global pool (all cores).
+    pub threads: usize,
+    /// Record the wall time of every node in [`RunResult::timeline`].
+    pub profile: bool,
+}
+
+/// Exact operation counts of one source module (summed over its nodes, all T and images).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpCounts {
+    /// Non-zero inputs of event-driven convolutions.
+    pub spikes_in: u64,
+    /// Spikes emitted (LIF).
+    pub spikes_out: u64,
+    /// Accumulates performed on spike input: per spike, the outputs it actually reaches times
+    /// the output channels (border spikes reach fewer outputs).
+    pub ac: u64,
+    /// Multiply-accumulates: dense convolutions (`outputs x ci x kh x kw`), `axis_linear`
+    /// (`outputs x n_in`), elementwise `mul` (1 per output), bilinear upsampling (4 taps per
+    /// output).
+    pub mac: u64,
+    /// LIF neuron updates (elements x time steps).
+    pub neuron_updates: u64,
+}
+
+impl OpCounts {
+    /// Adds `o` field by field.
+    pub fn add(&mut self, o: &OpCounts) {
+        self.spikes_in += o.spikes_in;
+        self.spikes_out += o.spikes_out;
+        self.ac += o.ac;
+        self.mac += o.mac;
+        self.neuron_updates += o.neuron_updates;
+    }
+}
+
+/// Wall time of one executed node.
+#[derive(Clone, Debug)]
+pub struct NodeTime {
+    pub id: NodeId,
+    pub module: String,
+    pub op: &'static str,
+    pub time: Duration,
+}
+
+/// What one run produced.
+#[derive(Clone, Debug, Default)]
+pub struct RunResult {
+    /// One array per output node, in output order.
+    pub outputs: Vec<Array>,
+    /// Spikes per LIF node over all T and images, by module path (as `interp::Execution`).
+    pub spikes: BTreeMap<String, u64>,
+    /// Operation counts per source module.
+    pub ops: BTreeMap<String, OpCounts>,
+    /// Per-node wall times, in execution order (only with [`RunOptions::profile`]).
+    pub timeline: Vec<NodeTime>,
+}
+
+impl RunResult {
+    /// Sum of the counts of all modules.
+    pub fn total_ops(&self) -> OpCounts {
+        let mut t = OpCounts::default();
+        for c in self.ops.values() {
+            t.add(c);
+        }
+        t
+    }
+
+    /// Adds another result's counts (used when tiling): spikes and ops are summed.
+    pub fn merge_counts(&mut self, o: &RunResult) {
+        for (k, v) in &o.spikes {
+            *self.spikes.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.ops {
+            self.ops.entry(k.clone()).or_default().add(v);
+        }
+    }
+}
+
+/// The kernel a node runs.
+#[derive(Clone, Debug)]
+enum Kernel {
+    Input,
+    Output,
+    RepeatTime(usize),
+    SpikeConv(SpikeConv),
+    DenseConv(DenseConv),
+    ChannelAffine { alpha: Vec<f32>, beta: Vec<f32> },
+    Lif(Lif),
+    Binary(BinaryOp),
+    Affine { scale: f32, shift: f32 },
+    Concat(usize),
+    Relu,
+    Sigmoid,
+    Reduce { op: ReduceOp, axes: Vec<usize> },
+    AxisLinear { axis: usize, weight: Vec<f32> },
+    Upsample2x,
+    MeanTime,
+}
+
+#[derive(Clone, Debug)]
+struct Step {
+    id: NodeId,
+    module: String,
+    mnemonic: &'static str,
+    inputs: Vec<NodeId>,
+    kernel: Kernel,
+    /// Values no longer needed once this step ran.
+    free: Vec<NodeId>,
+}
+
+/// A graph lowered to a schedule of kernels; cheap to run many times.
+#[derive(Clone, Debug)]
+pub struct Program {
+    graph: Verified,
+    steps: Vec<Step>,
+    level: Level,
+}
+
+impl Program {
+    /// Lowers `g` (weights re-laid for the kernels, instruction set detected once).
+    pub fn new(g: &Verified) -> Program {
+        let order = g.topo_order().expect("verified graphs are acyclic");
+        let mut last_use: Vec<Option<usize>> = vec![None; g.id_bound()];
+        for (pos, &id) in order.iter().enumerate() {
+            for i in g.inputs(id) {
+                last_use[i.index()] = Some(pos);
+            }
+        }
+        let mut steps: Vec<Step> = order
+            .iter()
+            .map(|&id| {
+                let node = g.node(id);
+                let kernel = match &node.op {
+                    Op::Input { .. } => Kernel::Input,
+                    Op::Output => Kernel::Output,
+                    Op::RepeatTime { steps } => Kernel::RepeatTime(*steps),
+                    Op::Conv2d(c) if c.event_driven => Kernel::SpikeConv(SpikeConv::new(c)),
+                    Op::Conv2d(c) => Kernel::DenseConv(DenseConv::new(c)),
+                    Op::BatchNorm(b) => {
+                        let (gm, bt, m, v) = (
+                            b.gamma.to_f32(),
+                            b.beta.to_f32(),
+                            b.running_mean.to_f32(),
+                            b.running_var.to_f32(),
+                        );
+                        let alpha: Vec<f32> = (0..gm.len())
+                            .map(|c| gm[c] * (1.0 / (v[c] + b.eps).sqrt()))
+                            .collect();
+                        let beta = (0..gm.len()).map(|c| bt[c] - m[c] * alpha[c]).collect();
+                        Kernel::ChannelAffine { alpha, beta }
+                    }
+                    Op::Lif(l) => Kernel::Lif(*l),
+                    Op::Binary(op) => Kernel::Binary(*op),
+                    Op::Affine { scale, shift } => Kernel::Affine {
+                        scale: *scale,
+                        shift: *shift,
+                    },
+                    Op::Concat { axis } => Kernel::Concat(*axis),
+                    Op::Relu => Kernel::Relu,
+                    Op::Sigmoid => Kernel::Sigmoid,
+                    Op::Reduce { op, axes } => Kernel::Reduce {
+                        op: *op,
+                        axes: axes.clone(),
+                    },
+                    Op::AxisLinear { axis, weight } => Kernel::AxisLinear {
+                        axis: *axis,
+                        weight: weight.to_f32().into_owned(),
+                    },
+                    Op::Upsample2x => Kernel::Upsample2x,
+                    Op::MeanTime => Kernel::MeanTime,
+                };
+                Step {
+                    id,
+                    module: node.name.clone(),
+                    mnemonic: node.op.mnemonic(),
+                    inputs: g.inputs(id),
+                    kernel,
+                    free: vec![],
+                }
+            })
+            .collect();
+        for &id in &order {
+            if let Some(pos) = last_use[id.index()] {
+                steps[pos].free.push(id);
+            }
+        }
+        Program {
+            graph: g.clone(),
+            steps,
+            level: Level::detect(),
+        }
+    }
+
+    /// The graph this program was lowered from.
+    pub fn graph(&self) -> &Verified {
+        &self.graph
+    }
+
+    /// The instruction-set level the kernels use.
+    pub fn level(&self) -> Level {
+        self.level
+    }
+
+    /// Runs on `input` (`[N, C, H, W]`, sides divisible by the graph's spatial divisor).
+    pub fn run(&self, input: &Array, opts: &RunOptions) -> Result<RunResult, RuntimeError> {
+        self.run_observed(input, opts, |_, _| {})
+    }
+
+    /// Runs, calling `observe(node, value)` for every value computed, in execution order (the
+    /// same contract as `spikerc_compiler::interp::run_observed`; spikes are 0/1 arrays).
+    pub fn run_observed(
+        &self,
+        input: &Array,
+        opts: &RunOptions,
+        mut observe: impl FnMut(NodeId, &Array) + Send,
+    ) -> Result<RunResult, RuntimeError> {
+        let (n, h, w) = check_input(&self.graph, input)?;
+        if opts.threads == 0 {
+            return Ok(self.execute(input, (n, h, w), opts, &mut observe));
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(opts.threads)
+            .build()
+            .map_err(|e| RuntimeError::Threads {
+                threads: opts.threads,
+                message: e.to_string(),
+            })?;
+        Ok(pool.install(|| self.execute(input, (n, h, w), opts, &mut observe)))
+    }
+
+    fn execute(
+        &self,
+        input: &Array,
+        (n, h, w): (usize, usize, usize),
+        opts: &RunOptions,
+        observe: &mut dyn FnMut(NodeId, &Array),
+    ) -> RunResult {
+        let g = &self.graph;
+        let mut values: Vec<Option<Array>> = vec![None; g.id_bound()];
+        let mut res = RunResult::default();
+        for step in &self.steps {
+            let start = opts.profile.then(Instant::now);
+            let node = g.node(step.id);
+            let out_shape = node
+                .fact
+                .shape
+                .resolve(n, h, w)
+                .expect("checked divisibility");
+            let args: Vec<&Array> = step
+                .inputs
+                .iter()
+                .map(|i| values[i.index()].as_ref().expect("value computed"))
+                .collect();
+            let mut counts = OpCounts::default();
+            let out = match &step.kernel {
+                Kernel::Input => input.clone(),
+                Kernel::Output => args[0].clone(),
+                Kernel::RepeatTime(t) => {
+                    let mut d = Vec::with_capacity(args[0].len() * t);
+                    for _ in 0..*t {
+                        d.extend_from_slice(&args[0].data);
+                    }
+                    Array::new(out_shape.clone(), d)
+                }
+                Kernel::SpikeConv(c) => {
+                    let (lead, hw, ohw) = conv_dims(&args[0].shape, &out_shape);
+                    let (d, cc) = c.run(&args[0].data, lead, hw, ohw, self.level);
+                    counts.spikes_in = cc.spikes_in;
+                    counts.ac = cc.ac;
+                    Array::new(out_shape.clone(), d)
+                }
+                Kernel::DenseConv(c) => {
+                    let (lead, hw, ohw) = conv_dims(&args[0].shape, &out_shape);
+                    let (d, cc) = c.run(&args[0].data, lead, hw, ohw, self.level);
+                    counts.mac = cc.mac;
+                    Array::new(out_shape.clone(), d)
+                }
+                Kernel::ChannelAffine { alpha, beta } => ops::channel_affine(args[0], alpha, beta),
+                Kernel::Lif(l) => {
+                    let (s, count) = ops::lif(args[0], l);
+                    res.spikes.insert(step.module.clone(), count);
+                    counts.spikes_out = count;
+                    counts.neuron_updates = args[0].len() as u64;
+                    s
+                }
+                Kernel::Binary(op) => {
+                    if *op == BinaryOp::Mul {
+                        counts.mac = out_shape.iter().product::<usize>() as u64;
+                    }
+                    ops::binary(args[0], args[1], *op, &out_shape)
+                }
+                Kernel::Affine { scale, shift } => {
+                    let (s, t) = (*scale, *shift);
+                    ops::map(args[0], move |x| s * x + t)
+                }
+                Kernel::Concat(axis) => ops::concat(&args, *axis, &out_shape),
+                Kernel::Relu => ops::map(args[0], |x| x.max(0.0)),
+                Kernel::Sigmoid => ops::map(args[0], |x| 1.0 / (1.0 + (-x).exp())),
+                Kernel::Reduce { op, axes } => ops::reduce(args[0], *op, axes, &out_shape),
+                Kernel::AxisLinear { axis, weight } => {
+                    let a = args[0].shape[*axis];
+                    counts.mac = (out_shape.iter().product::<usize>() * a) as u64;
+                    ops::axis_linear(args[0], *axis, weight, &out_shape)
+                }
+                Kernel::Upsample2x => {
+                    counts.mac = 4 * out_shape.iter().product::<usize>() as u64;
+                    ops::upsample2x(args[0])
+                }
+                Kernel::MeanTime => ops::mean_time(args[0], &out_shape),
+            };
+            debug_assert_eq!(out.shape, out_shape, "{} produced a wrong shape", step.module);
+            observe(step.id, &out);
+            res.ops.entry(step.module.clone()).or_default().add(&counts);
+            for f in &step.free {
+                values[f.index()] = None;
+            }
+            if let Some(s) = start {
+                res.timeline.push(NodeTime {
+                    id: step.id,
+                    module: step.module.clone(),
+                    op: step.mnemonic,
+                    time: s.elapsed(),
+                });
+            }
+            if matches!(step.kernel, Kernel::Output) {
+                res.outputs.push(out);
+            } else {
+                values[step.id.index()] = Some(out);
+            }
+        }
+        res
+    }
+}
+
+/// `(lead, (h, w), (oh, ow))` of a convolution from its input and output shapes.
+fn conv_dims(x: &[usize], out: &[usize]) -> (usize, (usize, usize), (usize, usize)) {
+    let r = x.len();
+    let lead: usize = x[..r - 3].iter().product();
+    (lead, (x[r - 2], x[r - 1]), (out[r - 2], out[r - 1]))
+}

@@ -1,0 +1,95 @@
+//! The event-driven runtime against the shared fixtures and the reference interpreter:
+//! golden output within 1e-4 and spike counts within 0.01 % (f32), bit-identical outputs and
+//! identical spikes versus the interpreter (f32 and f16), identical bits for 1 and 2 threads,
+//! and per-module AC/MAC counts equal to the reference implementation's `ops.json`.
+
+mod common;
+
+use common::*;
+use spikerc_compiler::interp::{self, Array};
+use spikerc_compiler::passes::Precision;
+use spikerc_compiler::Verified;
+use spikerc_runtime::{Program, RunOptions, RunResult};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+fn compiled(dir: &Path, precision: Precision) -> Verified {
+    let ckpt = spikerc_models::Checkpoint::load(&dir.join("model.safetensors")).unwrap();
+    spikerc_models::compile(&ckpt, &hyper(dir), precision, "model.safetensors")
+        .unwrap()
+        .graph
+}
+
+fn run(p: &Program, x: &Array, threads: usize) -> RunResult {
+    p.run(x, &RunOptions { threads, profile: false }).unwrap()
+}
+
+fn bits(a: &Array) -> Vec<u32> {
+    a.data.iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn f32_fixtures_match_golden_and_the_interpreter_bit_for_bit() {
+    for dir in fixtures() {
+        let label = dir.file_name().unwrap().to_string_lossy().to_string();
+        let gold = golden(&dir);
+        let g = compiled(&dir, Precision::F32);
+        let p = Program::new(&g);
+        let r1 = run(&p, &gold.input, 1);
+        let d = max_abs_diff(&r1.outputs[0], &gold.output);
+        assert!(d <= 1e-4, "{label}: output differs from golden by {d}");
+        assert_spikes(&label, &r1.spikes, &gold.spikes);
+        let ex = interp::run(&g, &gold.input).unwrap();
+        assert_eq!(r1.spikes, ex.spikes, "{label}: spikes differ from the interpreter");
+        assert_eq!(bits(&r1.outputs[0]), bits(&ex.outputs[0]), "{label}: output bits differ from the interpreter");
+        let r2 = run(&p, &gold.input, 2);
+        assert_eq!(bits(&r1.outputs[0]), bits(&r2.outputs[0]), "{label}: 1 vs 2 threads");
+        assert_eq!(r1.ops, r2.ops, "{label}: op counts depend on threads");
+    }
+}
+
+#[test]
+fn f16_artifacts_agree_with_the_interpreter_exactly_for_any_thread_count() {
+    for dir in fixtures() {
+        let label = dir.file_name().unwrap().to_string_lossy().to_string();
+        let gold = golden(&dir);
+        let g = compiled(&dir, Precision::F16);
+        let p = Program::new(&g);
+        let r1 = run(&p, &gold.input, 1);
+        let r2 = run(&p, &gold.input, 2);
+        let ex = interp::run(&g, &gold.input).unwrap();
+        assert_eq!(r1.spikes, ex.spikes, "{label}: f16 spikes differ from the interpreter");
+        let d = max_abs_diff(&r1.outputs[0], &ex.outputs[0]);
+        assert!(d <= 1e-4, "{label}: f16 output differs by {d}");
+        assert_eq!(bits(&r1.outputs[0]), bits(&ex.outputs[0]), "{label}: f16 bits differ from the interpreter");
+        assert_eq!(bits(&r1.outputs[0]), bits(&r2.outputs[0]), "{label}: f16 1 vs 2 threads");
+    }
+}
+
+#[test]
+fn conv_op_counts_equal_the_reference_ops_json() {
+    for dir in fixtures() {
+        let label = dir.file_name().unwrap().to_string_lossy().to_string();
+        let gold = golden(&dir);
+        let p = Program::new(&compiled(&dir, Precision::F32));
+        let r = run(&p, &gold.input, 0);
+        let ops: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("ops.json")).unwrap()).unwrap();
+        let modules = ops["modules"].as_object().unwrap();
+        assert!(!modules.is_empty());
+        let mut checked = BTreeMap::new();
+        for (m, want) in modules {
+            let got = r.ops.get(m).unwrap_or_else(|| panic!("{label}: no counts for conv {m}"));
+            assert_eq!(got.ac, want["ac"].as_u64().unwrap(), "{label}: {m} ac");
+            assert_eq!(got.mac, want["mac"].as_u64().unwrap(), "{label}: {m} mac");
+            checked.insert(m.clone(), got.ac + got.mac);
+        }
+        let total = &ops["total"];
+        let ac: u64 = modules.keys().map(|m| r.ops[m].ac).sum();
+        assert_eq!(ac, total["ac"].as_u64().unwrap(), "{label}: total ac");
+        // Every LIF layer's spikes_out equals its spike count.
+        for (m, s) in &r.spikes {
+            assert_eq!(r.ops[m].spikes_out, *s, "{label}: {m}");
+        }
+    }
+}
