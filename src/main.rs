@@ -29,6 +29,11 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Run an artifact on an image or tensor file.
     Run(cmd::run::Args),
+    /// PSNR/SSIM of a model or artifact on a restoration test set.
+    Eval(cmd::eval::Args),
+    /// Train a SpikerIR student with H-KD (feature `torch`).
+    #[cfg(feature = "torch")]
+    Train(cmd::train::Args),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +42,9 @@ fn main() -> ExitCode {
         Command::Compile(a) => cmd::compile::main(a),
         Command::Inspect(a) => cmd::inspect::main(a),
         Command::Run(a) => cmd::run::main(a),
+        Command::Eval(a) => cmd::eval::main(a),
+        #[cfg(feature = "torch")]
+        Command::Train(a) => cmd::train::main(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,6 +14,7 @@ pub mod config;
 pub mod eval;
 mod error;
 pub mod spikerir;
+pub mod train;
 #[cfg(feature = "torch")]
 pub mod torch;
 

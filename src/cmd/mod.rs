@@ -1,8 +1,11 @@
 //! One module per subcommand.
 
 pub mod compile;
+pub mod eval;
 pub mod inspect;
 pub mod run;
+#[cfg(feature = "torch")]
+pub mod train;
 
 use clap::Args as ClapArgs;
 use spikerc_models::HyperParams;

@@ -3,6 +3,7 @@
 //! * [`metrics`] — PSNR and SSIM on 0–255 RGB (definitions in its docs).
 //! * [`noise`] — deterministic Gaussian noise for denoising.
 //! * [`data`] — image loading and input/target pairing.
+//! * `torch` (feature `torch`) — checkpoints through the libtorch reference.
 //!
 //! [`evaluate`] is engine-agnostic: the caller passes a `restore` function mapping a `[1, 3, H, W]`
 //! input in `[0, 1]` to the restored `[1, 3, H, W]` image (reference interpreter, runtime or
@@ -14,6 +15,8 @@
 pub mod data;
 pub mod metrics;
 pub mod noise;
+#[cfg(feature = "torch")]
+pub mod torch;
 
 use serde::{Deserialize, Serialize};
 use spikerc_compiler::interp::Array;
