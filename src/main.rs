@@ -29,6 +29,9 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Run an artifact on an image or tensor file.
     Run(cmd::run::Args),
+    /// Check an artifact against the libtorch reference of its checkpoint (feature `torch`).
+    #[cfg(feature = "torch")]
+    Verify(cmd::verify::Args),
     /// PSNR/SSIM of a model or artifact on a restoration test set.
     Eval(cmd::eval::Args),
     /// Train a SpikerIR student with H-KD (feature `torch`).
@@ -42,6 +45,8 @@ fn main() -> ExitCode {
         Command::Compile(a) => cmd::compile::main(a),
         Command::Inspect(a) => cmd::inspect::main(a),
         Command::Run(a) => cmd::run::main(a),
+        #[cfg(feature = "torch")]
+        Command::Verify(a) => cmd::verify::main(a),
         Command::Eval(a) => cmd::eval::main(a),
         #[cfg(feature = "torch")]
         Command::Train(a) => cmd::train::main(a),

@@ -5,6 +5,8 @@ pub mod eval;
 pub mod inspect;
 pub mod run;
 #[cfg(feature = "torch")]
+pub mod verify;
+#[cfg(feature = "torch")]
 pub mod train;
 
 use clap::Args as ClapArgs;

@@ -17,13 +17,17 @@
 
 mod layers;
 mod ptzip;
+mod reference;
 mod state;
 
 pub use layers::{
     Attention, Block, Bn, Conv, Lif, LifConvBn, LifStat, Neuron, Refinement, SURROGATE_ALPHA,
 };
 pub use ptzip::check_zip_integrity;
+pub use reference::ReferenceRun;
 pub use state::{export_safetensors, load_checkpoint, state_dict, to_checkpoint};
+/// The `tch` this module is built on, for callers that need its types without depending on it.
+pub use tch;
 
 use std::collections::BTreeMap;
 use std::path::Path;
