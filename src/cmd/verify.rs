@@ -17,8 +17,10 @@ use spikerc_models::{Checkpoint, HyperParams};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::run::Engine;
 use super::HyperOpts;
 use crate::io::{read_input, write_atomic};
+use spikerc_runtime::{Program, RunOptions};
 
 /// The built-in test image: a 128x96 crop of Kodak `kodim23` (parrots).
 pub const BUILTIN_IMAGE: &[u8] = include_bytes!("../../assets/kodim23-crop-128x96.png");
@@ -50,6 +52,9 @@ pub struct Args {
     /// f32, 0.97 for f16).
     #[arg(long)]
     pub min_spike_agreement: Option<f64>,
+    /// Engine that runs the artifact.
+    #[arg(long, value_enum, default_value = "event")]
+    pub engine: Engine,
     /// Write the full comparison as JSON.
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -242,19 +247,32 @@ pub fn builtin_image() -> anyhow::Result<Array> {
     Ok(Array::new(vec![1, 3, h, w], data))
 }
 
-/// Runs a compiled graph on a padded input with the interpreter; returns the output and the
-/// spike counts. (The event-driven runtime plugs in here when it lands.)
+/// Runs a compiled graph on a padded input with `engine`; returns the output and the spike
+/// counts per LIF module.
 pub fn run_artifact(
     g: &Verified,
     padded: &Array,
+    engine: Engine,
 ) -> anyhow::Result<(Array, BTreeMap<String, u64>)> {
-    let exec = interp::run(g, padded)?;
-    let out = exec
-        .outputs
+    let (outputs, spikes) = match engine {
+        Engine::Interp => {
+            let e = interp::run(g, padded)?;
+            (e.outputs, e.spikes)
+        }
+        Engine::Event => {
+            let opts = RunOptions {
+                threads: 0,
+                profile: false,
+            };
+            let r = Program::new(g).run(padded, &opts)?;
+            (r.outputs, r.spikes)
+        }
+    };
+    let out = outputs
         .into_iter()
         .next()
         .context("the artifact has no output")?;
-    Ok((out, exec.spikes))
+    Ok((out, spikes))
 }
 
 /// Checks that an artifact was compiled from a model of this architecture and T.
@@ -281,6 +299,7 @@ pub fn run_both(
     net: &SpikerIr,
     art: &Artifact,
     input: &Array,
+    engine: Engine,
 ) -> anyhow::Result<(ReferenceRun, Array, BTreeMap<String, u64>)> {
     let div = art.graph.spatial_divisor();
     let (h, w) = (input.shape[2], input.shape[3]);
@@ -289,7 +308,7 @@ pub fn run_both(
         .run_reference(&padded)
         .map_err(|e| anyhow::anyhow!("libtorch reference: {e}"))?;
     reference.output = reference.output.crop(h, w);
-    let (out, spikes) = run_artifact(&art.graph, &padded)?;
+    let (out, spikes) = run_artifact(&art.graph, &padded, engine)?;
     Ok((reference, out.crop(h, w), spikes))
 }
 
@@ -332,7 +351,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     if let Some(s) = a.min_spike_agreement {
         tol.min_spike_agreement = s;
     }
-    let (reference, out, spikes) = run_both(&net, &art, &input)?;
+    let (reference, out, spikes) = run_both(&net, &art, &input, a.engine)?;
     let cmp = compare(
         (&reference.output, &reference.spikes),
         (&out, &spikes),
@@ -344,6 +363,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             &a.weights,
             &art_label,
             &art,
+            a.engine,
             &input_label,
             &input,
             &tol,
@@ -357,6 +377,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             "precision": art.meta.precision.to_string(),
             "input": input_label,
             "input_shape": input.shape,
+            "engine": format!("{:?}", a.engine).to_lowercase(),
             "tolerances": tol,
             "comparison": cmp,
             "pass": cmp.failures.is_empty(),
@@ -389,6 +410,7 @@ pub fn render(
     weights: &Path,
     art_label: &str,
     art: &Artifact,
+    engine: Engine,
     input_label: &str,
     input: &Array,
     tol: &Tolerances,
@@ -399,8 +421,11 @@ pub fn render(
     let _ = writeln!(s, "reference: {} (libtorch, f32, eval)", weights.display());
     let _ = writeln!(
         s,
-        "artifact:  {art_label} [{}, {}, T={}], engine interp",
-        art.meta.model, art.meta.precision, art.meta.time_steps
+        "artifact:  {art_label} [{}, {}, T={}], engine {}",
+        art.meta.model,
+        art.meta.precision,
+        art.meta.time_steps,
+        format!("{engine:?}").to_lowercase()
     );
     let _ = writeln!(s, "input:     {input_label} {:?}", input.shape);
     let _ = writeln!(s);
