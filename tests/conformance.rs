@@ -15,8 +15,8 @@ use common::*;
 use spikerc_compiler::interp::{run_with, Array, Options};
 use spikerc_compiler::passes::{Dce, FoldBatchNorm, InferFacts, Pass, PassManager, Precision};
 use spikerc_compiler::{Graph, NodeId, Verified};
-use spikerc_models::spikerir::{expected_tensors, import, Architecture};
-use spikerc_models::{Checkpoint, HyperParams, RawTensor};
+use spikerc_models::spikerir::{import, random_checkpoint, Architecture};
+use spikerc_models::{Checkpoint, HyperParams};
 use std::collections::BTreeMap;
 
 /// Runs `g` on the golden input and checks output, spikes and the decoder features.
@@ -103,38 +103,6 @@ fn compiled_artifacts_are_byte_identical_across_compiles_and_reproduce_golden() 
     }
 }
 
-/// A deterministic synthetic checkpoint of any architecture (for shapes, not quality).
-fn synthetic(arch: &Architecture, hp: &HyperParams) -> Checkpoint {
-    let mut s = 0x2545_F491_4F6C_DD1Du64;
-    let mut next = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        (s >> 40) as f32 / (1u64 << 24) as f32
-    };
-    let mut ckpt = Checkpoint::default();
-    for (key, shape) in expected_tensors(arch, hp).unwrap() {
-        let n: usize = shape.iter().product();
-        let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
-        let data: Vec<f32> = (0..n)
-            .map(|_| {
-                let u = next() * 2.0 - 1.0;
-                if key.ends_with("running_var") {
-                    0.5 + 0.5 * next()
-                } else if key.ends_with("running_mean") || key.ends_with(".bias") {
-                    0.05 * u
-                } else if shape.len() == 1 {
-                    0.2 + 0.2 * next()
-                } else {
-                    u * 2.0 / (fan_in as f32).sqrt()
-                }
-            })
-            .collect();
-        ckpt.tensors.insert(key, RawTensor { dtype: "f32".into(), shape, data: Some(data) });
-    }
-    ckpt
-}
-
 #[test]
 fn unseen_widths_depths_and_time_steps_import_and_run() {
     let cases = [
@@ -144,7 +112,7 @@ fn unseen_widths_depths_and_time_steps_import_and_run() {
     ];
     for (arch, t, (n, h, w)) in cases {
         let hp = HyperParams { time_steps: t, ..HyperParams::default() };
-        let ckpt = synthetic(&arch, &hp);
+        let ckpt = random_checkpoint(&arch, &hp, 7).unwrap();
         let imported = import(&ckpt, &hp).unwrap();
         assert_eq!(imported.arch, arch);
         let art = spikerc_models::compile(&ckpt, &hp, Precision::F32, "synthetic").unwrap();

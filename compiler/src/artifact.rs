@@ -55,12 +55,12 @@ pub struct Artifact {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read")]
     Io {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}: not a spikerc artifact (magic bytes {found:02x?}, expected {MAGIC:02x?})")]
+    #[error("{path}: not a spikerc artifact (magic bytes {found:02x?}, expected {MAGIC:02x?}); checkpoints must first be compiled with `spikerc compile`")]
     Magic { path: String, found: Vec<u8> },
     #[error("{path}: artifact format version {found} is newer than this spikerc supports ({FORMAT_VERSION}); upgrade spikerc")]
     NewerVersion { path: String, found: u32 },
@@ -80,7 +80,7 @@ pub enum ArtifactError {
     },
     #[error("{path}: undecodable payload: {message}")]
     Decode { path: String, message: String },
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Invalid { path: String, source: VerifyError },
 }
 

@@ -46,6 +46,17 @@ pub fn sniff(bytes: &[u8]) -> Option<Format> {
     None
 }
 
+/// A readable reason for a safetensors parse failure.
+fn safetensors_reason(e: &safetensors::SafeTensorError, len: usize) -> String {
+    use safetensors::SafeTensorError as E;
+    match e {
+        E::MetadataIncompleteBuffer => format!("truncated: the header describes more tensor data than the {len} bytes the file holds"),
+        E::HeaderTooSmall | E::HeaderTooLarge => format!("truncated or not safetensors: impossible header size ({e:?})"),
+        E::InvalidHeader | E::InvalidHeaderDeserialization | E::InvalidHeaderStart => format!("corrupt header ({e:?})"),
+        other => format!("{other:?}"),
+    }
+}
+
 impl Checkpoint {
     /// Reads a checkpoint file of either format.
     pub fn load(path: &Path) -> Result<Checkpoint, ImportError> {
@@ -71,7 +82,7 @@ impl Checkpoint {
         let st = SafeTensors::deserialize(bytes).map_err(|e| ImportError::Corrupt {
             path: path.into(),
             format: "safetensors",
-            reason: e.to_string(),
+            reason: safetensors_reason(&e, bytes.len()),
         })?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {

@@ -57,8 +57,14 @@ impl HyperParams {
     /// Reads a `meta.json`-style file on top of the defaults.
     pub fn from_file(path: &Path) -> Result<HyperParams, ImportError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ImportError::Io { path: p.clone(), source })?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| ImportError::Config { path: p.clone(), reason: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ImportError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| ImportError::Config {
+            path: p.clone(),
+            reason: e.to_string(),
+        })?;
         HyperParams::from_json(&v).map_err(|reason| ImportError::Config { path: p, reason })
     }
 
@@ -66,8 +72,16 @@ impl HyperParams {
     pub fn from_json(v: &Value) -> Result<HyperParams, String> {
         let obj = v.as_object().ok_or("expected a JSON object")?;
         let mut hp = HyperParams::default();
-        let uint = |k: &str, x: &Value| x.as_u64().map(|u| u as usize).ok_or(format!("`{k}` must be a non-negative integer, found {x}"));
-        let num = |k: &str, x: &Value| x.as_f64().map(|f| f as f32).ok_or(format!("`{k}` must be a number, found {x}"));
+        let uint = |k: &str, x: &Value| {
+            x.as_u64()
+                .map(|u| u as usize)
+                .ok_or(format!("`{k}` must be a non-negative integer, found {x}"))
+        };
+        let num = |k: &str, x: &Value| {
+            x.as_f64()
+                .map(|f| f as f32)
+                .ok_or(format!("`{k}` must be a number, found {x}"))
+        };
         let list = |k: &str, x: &Value| -> Result<Vec<usize>, String> {
             x.as_array()
                 .ok_or(format!("`{k}` must be a list of integers, found {x}"))?
@@ -80,7 +94,11 @@ impl HyperParams {
                 "time_steps" => hp.time_steps = uint(k, x)?,
                 "v_threshold" => hp.v_threshold = num(k, x)?,
                 "tau" => hp.tau = num(k, x)?,
-                "decay_input" => hp.decay_input = x.as_bool().ok_or(format!("`decay_input` must be true or false, found {x}"))?,
+                "decay_input" => {
+                    hp.decay_input = x
+                        .as_bool()
+                        .ok_or(format!("`decay_input` must be true or false, found {x}"))?
+                }
                 "v_reset" => hp.v_reset = if x.is_null() { None } else { Some(num(k, x)?) },
                 "mda" => {
                     if let Some(m) = x.as_object() {
@@ -105,12 +123,25 @@ impl HyperParams {
 
     /// Rejects values no SpikerIR can run with.
     pub fn validate(&self) -> Result<(), ImportError> {
-        let bad = |name, value: String, reason: &str| Err(ImportError::BadHyperParam { name, value, reason: reason.into() });
+        let bad = |name, value: String, reason: &str| {
+            Err(ImportError::BadHyperParam {
+                name,
+                value,
+                reason: reason.into(),
+            })
+        };
         if self.time_steps == 0 {
             return bad("time_steps", "0".into(), "at least one time step is needed");
         }
         if self.reduction_t == 0 || self.reduction_c == 0 || self.frb_reduction == 0 {
-            return bad("reduction", format!("t={} c={} frb={}", self.reduction_t, self.reduction_c, self.frb_reduction), "reductions must be positive");
+            return bad(
+                "reduction",
+                format!(
+                    "t={} c={} frb={}",
+                    self.reduction_t, self.reduction_c, self.frb_reduction
+                ),
+                "reductions must be positive",
+            );
         }
         if self.time_steps < self.reduction_t {
             return bad(
@@ -120,17 +151,33 @@ impl HyperParams {
             );
         }
         if !(self.tau.is_finite() && self.tau >= 1.0) {
-            return bad("tau", self.tau.to_string(), "the LIF time constant must be finite and >= 1");
+            return bad(
+                "tau",
+                self.tau.to_string(),
+                "the LIF time constant must be finite and >= 1",
+            );
         }
         if !self.v_threshold.is_finite() {
-            return bad("v_threshold", self.v_threshold.to_string(), "must be finite");
+            return bad(
+                "v_threshold",
+                self.v_threshold.to_string(),
+                "must be finite",
+            );
         }
         if let Some(r) = self.v_reset {
             if !r.is_finite() {
-                return bad("v_reset", r.to_string(), "must be finite (or null for soft reset)");
+                return bad(
+                    "v_reset",
+                    r.to_string(),
+                    "must be finite (or null for soft reset)",
+                );
             }
             if self.v_threshold <= r {
-                return bad("v_threshold", self.v_threshold.to_string(), &format!("must be above v_reset {r}"));
+                return bad(
+                    "v_threshold",
+                    self.v_threshold.to_string(),
+                    &format!("must be above v_reset {r}"),
+                );
             }
         }
         Ok(())

@@ -6,32 +6,65 @@ fn fmt_shape(s: &[usize]) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("{path}: cannot read: {source}")]
-    Io { path: String, source: std::io::Error },
+    #[error("{path}: cannot read")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: not a readable checkpoint ({format}): {reason}")]
-    Corrupt { path: String, format: &'static str, reason: String },
-    #[error("{path}: unrecognised file format (expected .safetensors or a PyTorch torch.save .pt zip)")]
+    Corrupt {
+        path: String,
+        format: &'static str,
+        reason: String,
+    },
+    #[error(
+        "{path}: unrecognised file format (expected .safetensors or a PyTorch torch.save .pt zip)"
+    )]
     UnknownFormat { path: String },
     #[error("{path}: PyTorch .pt checkpoints need spikerc built with the `torch` feature; rebuild with `--features torch` or convert the checkpoint to .safetensors")]
     NeedsTorch { path: String },
     #[error("missing key `{key}` (expected shape {})", fmt_shape(.expected))]
     MissingKey { key: String, expected: Vec<usize> },
     #[error("unexpected key `{key}` with shape {} (not part of a SpikerIR with {arch})", fmt_shape(.shape))]
-    UnexpectedKey { key: String, shape: Vec<usize>, arch: String },
+    UnexpectedKey {
+        key: String,
+        shape: Vec<usize>,
+        arch: String,
+    },
     #[error("key `{key}`: expected shape {}, found {}{note}", fmt_shape(.expected), fmt_shape(.found))]
-    WrongShape { key: String, expected: Vec<usize>, found: Vec<usize>, note: String },
-    #[error("key `{key}`: expected a floating-point tensor (f32, f16, bf16 or f64), found {found}")]
+    WrongShape {
+        key: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+        note: String,
+    },
+    #[error(
+        "key `{key}`: expected a floating-point tensor (f32, f16, bf16 or f64), found {found}"
+    )]
     WrongDType { key: String, found: String },
     #[error("key `{key}`: element {index} is {value}, weights must be finite")]
-    NonFinite { key: String, index: usize, value: f32 },
+    NonFinite {
+        key: String,
+        index: usize,
+        value: f32,
+    },
     #[error("key `{key}`: element {index} is {value}: {reason}")]
-    InvalidValue { key: String, index: usize, value: f32, reason: &'static str },
+    InvalidValue {
+        key: String,
+        index: usize,
+        value: f32,
+        reason: &'static str,
+    },
     #[error("hyperparameter `{name}` = {value}: {reason}")]
-    BadHyperParam { name: &'static str, value: String, reason: String },
+    BadHyperParam {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error("{path}: config: {reason}")]
     Config { path: String, reason: String },
     #[error("checkpoint does not describe a SpikerIR: {0}")]
     Architecture(String),
-    #[error("internal error while building the IR: {0}")]
+    #[error("internal error while building the IR")]
     Ir(#[from] spikerc_compiler::IrError),
 }

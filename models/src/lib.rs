@@ -22,7 +22,7 @@ pub use checkpoint::{Checkpoint, RawTensor};
 pub use config::HyperParams;
 pub use error::ImportError;
 
-use spikerc_compiler::passes::{optimize, Precision, PassError};
+use spikerc_compiler::passes::{optimize, PassError, Precision};
 use spikerc_compiler::{Artifact, ArtifactMeta, Verified};
 use std::path::Path;
 
@@ -33,18 +33,35 @@ pub enum CompileError {
     Import(#[from] ImportError),
     #[error(transparent)]
     Pass(#[from] PassError),
-    #[error("imported IR is invalid: {0}")]
+    #[error("imported IR is invalid")]
     Verify(#[from] spikerc_compiler::VerifyError),
 }
 
 /// Loads a checkpoint, imports it as a SpikerIR, verifies, optimizes and packages it.
-pub fn compile_checkpoint(path: &Path, hp: &HyperParams, precision: Precision) -> Result<Artifact, CompileError> {
+pub fn compile_checkpoint(
+    path: &Path,
+    hp: &HyperParams,
+    precision: Precision,
+) -> Result<Artifact, CompileError> {
     let ckpt = Checkpoint::load(path)?;
-    compile(&ckpt, hp, precision, &path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default())
+    compile(
+        &ckpt,
+        hp,
+        precision,
+        &path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    )
 }
 
 /// Imports and optimizes an in-memory checkpoint.
-pub fn compile(ckpt: &Checkpoint, hp: &HyperParams, precision: Precision, source: &str) -> Result<Artifact, CompileError> {
+pub fn compile(
+    ckpt: &Checkpoint,
+    hp: &HyperParams,
+    precision: Precision,
+    source: &str,
+) -> Result<Artifact, CompileError> {
     let imported = spikerir::import(ckpt, hp)?;
     spikerc_compiler::verify(&imported.graph)?;
     let mut graph = imported.graph;

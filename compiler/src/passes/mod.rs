@@ -25,7 +25,7 @@ use crate::verify::{verify, VerifyError};
 pub enum PassError {
     #[error("pass `{pass}`: {message}")]
     Failed { pass: &'static str, message: String },
-    #[error("after pass `{pass}`: {source}")]
+    #[error("after pass `{pass}`")]
     Verify {
         pass: &'static str,
         source: VerifyError,
@@ -264,8 +264,10 @@ mod tests {
         }
         let mut g = small();
         let mut pm = PassManager { verify_each: true, log: vec![] };
-        let e = pm.run(&mut g, &mut Breaker).unwrap_err().to_string();
-        assert!(e.starts_with("after pass `breaker`: IR verification failed at"), "{e}");
-        assert!(e.contains("`lif1` (lif)"), "{e}");
+        let e = pm.run(&mut g, &mut Breaker).unwrap_err();
+        assert_eq!(e.to_string(), "after pass `breaker`");
+        let cause = std::error::Error::source(&e).unwrap().to_string();
+        assert!(cause.starts_with("IR verification failed at"), "{cause}");
+        assert!(cause.contains("`lif1` (lif)"), "{cause}");
     }
 }

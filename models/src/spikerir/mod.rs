@@ -5,8 +5,10 @@
 //! keys and shapes; [`import`] checks every key against the architecture and builds the IR.
 
 mod build;
+mod random;
 
 pub use build::{expected_tensors, import, Imported};
+pub use random::random_checkpoint;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
