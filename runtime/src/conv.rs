@@ -32,6 +32,8 @@ use crate::SyncPtr;
 pub const LANES: usize = 16;
 /// Scale of the f16 fixed-point accumulator (2^24: every f16 is a multiple of 2^-24).
 const FIX_SCALE: f64 = 16_777_216.0;
+/// Firing rate from which the masked kernel replaces the scatter (f32, AVX-512).
+pub const MASKED_MIN_RATE: f64 = 0.15;
 /// Target size of a band accumulator (bytes), so it stays in L2.
 const BAND_BYTES: usize = 256 * 1024;
 
@@ -93,8 +95,8 @@ pub struct ConvCounts {
 pub struct DenseConv {
     pub geo: Geometry,
     /// `[ci][ky][kx][cp]`, f32 (f16 weights widened exactly).
-    wt: Vec<f32>,
-    bias: Option<Vec<f32>>,
+    pub(crate) wt: Vec<f32>,
+    pub(crate) bias: Option<Vec<f32>>,
 }
 
 impl DenseConv {
@@ -261,6 +263,13 @@ impl SpikeConv {
             SpikeWeights::F32(_) => 4,
             SpikeWeights::Fixed(_) => 8,
         };
+        let spikes_in: u64 = x
+            .par_chunks(1 << 16)
+            .map(|c| c.iter().filter(|v| **v != 0.0).count() as u64)
+            .sum();
+        if let (SpikeWeights::F32(wt), true) = (&self.weights, self.use_masked(level, spikes_in, x.len())) {
+            return self.run_masked(wt, x, lead, (h, w), (oh, ow), spikes_in);
+        }
         let band = 1usize.max(BAND_BYTES / (ow * g.cp * elem).max(1)).min(oh);
         let bands = oh.div_ceil(band);
         let mut out = vec![0f32; lead * g.co * oh * ow];
@@ -317,7 +326,6 @@ impl SpikeConv {
                 }
             })
             .sum();
-        let spikes_in = x.par_chunks(1 << 16).map(|c| c.iter().filter(|v| **v != 0.0).count() as u64).sum();
         (
             out,
             ConvCounts {
@@ -329,11 +337,111 @@ impl SpikeConv {
     }
 }
 
+impl SpikeConv {
+    /// Whether the masked register-tile kernel (cost ~ dense, independent of the firing rate)
+    /// beats the scatter (cost ~ spikes) for this input: AVX-512 only, f32 weights, and a
+    /// firing rate above [`MASKED_MIN_RATE`] (measured crossover, see `examples/kernels.rs`).
+    /// `SPIKERC_AC_KERNEL=scatter|masked` forces one (for tests and measurement).
+    fn use_masked(&self, level: Level, spikes: u64, len: usize) -> bool {
+        if level != Level::Avx512 || !matches!(self.weights, SpikeWeights::F32(_)) {
+            return false;
+        }
+        match std::env::var("SPIKERC_AC_KERNEL").as_deref() {
+            Ok("scatter") => false,
+            Ok("masked") => true,
+            _ => spikes as f64 >= MASKED_MIN_RATE * len as f64,
+        }
+    }
+
+    /// The masked kernel: zero-padded u16 spike masks, then register tiles per output row.
+    #[cfg(target_arch = "x86_64")]
+    fn run_masked(
+        &self,
+        wt: &[f32],
+        x: &[f32],
+        lead: usize,
+        (h, w): (usize, usize),
+        (oh, ow): (usize, usize),
+        spikes_in: u64,
+    ) -> (Vec<f32>, ConvCounts) {
+        let g = &self.geo;
+        let [py, px] = g.padding;
+        let (hp, wp) = (h + 2 * py, w + 2 * px);
+        let mut mask = vec![0u16; lead * g.ci * hp * wp];
+        mask.par_chunks_mut(hp * wp)
+            .zip(x.par_chunks(h * w))
+            .for_each(|(dst, src)| {
+                for y in 0..h {
+                    let d = &mut dst[(y + py) * wp + px..(y + py) * wp + px + w];
+                    for (m, v) in d.iter_mut().zip(&src[y * w..(y + 1) * w]) {
+                        *m = if *v != 0.0 { 0xFFFF } else { 0 };
+                    }
+                }
+            });
+        let mut out = vec![0f32; lead * g.co * oh * ow];
+        let out_ptr = SyncPtr(out.as_mut_ptr());
+        let rows_per_task = 1usize.max(4096 / (ow * g.cp).max(1));
+        let bands = oh.div_ceil(rows_per_task);
+        let bias = self.bias.as_deref();
+        (0..lead * bands).into_par_iter().for_each(|task| {
+            let (b, band) = (task / bands, task % bands);
+            let r0 = band * rows_per_task;
+            let r1 = (r0 + rows_per_task).min(oh);
+            let mb = &mask[b * g.ci * hp * wp..(b + 1) * g.ci * hp * wp];
+            let p = &out_ptr;
+            // SAFETY: each task writes only rows r0..r1 of plane b of every output channel;
+            // tasks partition (plane, row) pairs, so writes never overlap.
+            let ob = unsafe { std::slice::from_raw_parts_mut(p.0.add(b * g.co * oh * ow), g.co * oh * ow) };
+            for oy in r0..r1 {
+                // SAFETY: `use_masked` only selects this kernel at `Level::Avx512`.
+                unsafe { crate::simd::masked_row_avx512(g, wt, bias, mb, (hp, wp), oy, (oh, ow), ob) };
+            }
+        });
+        let ac = reached_taps(g, x, lead, (h, w), (oh, ow)) * g.co as u64;
+        (out, ConvCounts { spikes_in, ac, mac: 0 })
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn run_masked(&self, _: &[f32], _: &[f32], _: usize, _: (usize, usize), _: (usize, usize), _: u64) -> (Vec<f32>, ConvCounts) {
+        unreachable!("the masked kernel is only selected on x86_64 with AVX-512")
+    }
+}
+
+/// Number of outputs (per output channel) a spike at input position `i` of an axis reaches.
+fn reach(i: usize, n_out: usize, k: usize, s: usize, p: usize) -> u64 {
+    let num = i + p;
+    let lo = num.saturating_sub(k - 1).div_ceil(s);
+    let hi = (num / s).min(n_out - 1);
+    if lo > hi {
+        0
+    } else {
+        (hi - lo + 1) as u64
+    }
+}
+
+/// Sum over all spikes of the outputs (per output channel) each reaches, i.e. the AC count
+/// divided by `co`; the same number the scatter kernel counts tap by tap.
+fn reached_taps(g: &Geometry, x: &[f32], lead: usize, (h, w): (usize, usize), (oh, ow): (usize, usize)) -> u64 {
+    let ry: Vec<u64> = (0..h).map(|i| reach(i, oh, g.kh, g.stride[0], g.padding[0])).collect();
+    let rx: Vec<u64> = (0..w).map(|i| reach(i, ow, g.kw, g.stride[1], g.padding[1])).collect();
+    x.par_chunks(h * w)
+        .map(|plane| {
+            let _ = lead;
+            plane
+                .chunks(w)
+                .zip(&ry)
+                .map(|(row, &r)| r * row.iter().zip(&rx).map(|(v, &c)| if *v != 0.0 { c } else { 0 }).sum::<u64>())
+                .sum::<u64>()
+        })
+        .sum()
+}
+
 /// The scatter loop shared by both accumulator types: walks the spikes of the input rows that
 /// reach output rows `[r0, r1)` in `(ci, iy, ix)` order and adds each reached tap's weight
 /// column into `acc` (`[r1 - r0][ow][cp]`). Returns the number of (spike, tap) pairs.
 #[inline(always)]
 pub(crate) fn scatter<A: Copy + std::ops::AddAssign>(
+    add_column: impl Fn(&mut [A], &[A]),
     g: &Geometry,
     wt: &[A],
     xb: &[f32],
@@ -379,28 +487,38 @@ pub(crate) fn scatter<A: Copy + std::ops::AddAssign>(
                     let ix = cb * 64 + mask.trailing_zeros() as usize;
                     mask &= mask - 1;
                     let num = ix + px;
+                    // Output columns reached: ox = (num - kx) / sx for kx with exact division.
+                    let (ox_lo, ox_hi) = if sx == 1 {
+                        (num.saturating_sub(g.kw - 1), num.min(ow - 1))
+                    } else {
+                        (num.saturating_sub(g.kw - 1).div_ceil(sx), (num / sx).min(ow - 1))
+                    };
+                    if ox_lo > ox_hi {
+                        continue;
+                    }
                     for &(ky, ry) in &kys[..nky] {
                         let wrow = &wt[((ci * g.kh + ky) * g.kw) * cp..((ci * g.kh + ky + 1) * g.kw) * cp];
                         let arow = &mut acc[ry * ow * cp..(ry + 1) * ow * cp];
-                        for kx in 0..g.kw {
-                            if num < kx || (num - kx) % sx != 0 {
-                                continue;
-                            }
-                            let ox = (num - kx) / sx;
-                            if ox >= ow {
-                                continue;
-                            }
-                            taps += 1;
-                            let a = &mut arow[ox * cp..(ox + 1) * cp];
-                            let wv = &wrow[kx * cp..(kx + 1) * cp];
-                            for (a, &wv) in a.iter_mut().zip(wv) {
-                                *a += wv;
-                            }
+                        for ox in ox_lo..=ox_hi {
+                            let kx = num - ox * sx;
+                            add_column(&mut arow[ox * cp..(ox + 1) * cp], &wrow[kx * cp..(kx + 1) * cp]);
                         }
+                        taps += (ox_hi - ox_lo + 1) as u64;
                     }
                 }
             }
         }
     }
     taps
+}
+
+/// `acc += w`, both a multiple of [`LANES`] long (portable; the AVX-512 variants live in
+/// [`crate::simd`]).
+#[inline(always)]
+pub(crate) fn add_column<A: Copy + std::ops::AddAssign>(acc: &mut [A], w: &[A]) {
+    for (a, w) in acc.chunks_exact_mut(LANES).zip(w.chunks_exact(LANES)) {
+        for l in 0..LANES {
+            a[l] += w[l];
+        }
+    }
 }

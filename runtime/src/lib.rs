@@ -24,7 +24,7 @@ mod program;
 pub mod simd;
 pub mod tile;
 
-pub use program::{NodeTime, OpCounts, Program, RunOptions, RunResult, RuntimeError};
+pub use program::{BnStats, NodeTime, OpCounts, Program, RunOptions, RunResult, RuntimeError};
 pub use simd::Level;
 
 pub use spikerc_compiler::interp::Array;

@@ -88,6 +88,24 @@ pub fn channel_affine(x: &Array, alpha: &[f32], beta: &[f32]) -> Array {
     Array::new(x.shape.clone(), out)
 }
 
+/// Per-channel mean and biased variance (f64) of an image-like `[.., C, H, W]` value.
+pub fn channel_stats(x: &Array) -> (Vec<f32>, Vec<f32>) {
+    let r = x.shape.len();
+    let (c, hw) = (x.shape[r - 3], x.shape[r - 2] * x.shape[r - 1]);
+    let mut sum = vec![0f64; c];
+    let mut sq = vec![0f64; c];
+    for (p, plane) in x.data.chunks(hw).enumerate() {
+        for &v in plane {
+            sum[p % c] += v as f64;
+            sq[p % c] += v as f64 * v as f64;
+        }
+    }
+    let n = (x.len() / c) as f64;
+    let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+    let var = sq.iter().zip(&mean).map(|(q, m)| (q / n - m * m).max(0.0) as f32).collect();
+    (mean.into_iter().map(|m| m as f32).collect(), var)
+}
+
 fn strides(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1; shape.len()];
     for i in (0..shape.len().saturating_sub(1)).rev() {

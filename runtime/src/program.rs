@@ -115,7 +115,9 @@ enum Kernel {
     RepeatTime(usize),
     SpikeConv(SpikeConv),
     DenseConv(DenseConv),
-    ChannelAffine { alpha: Vec<f32>, beta: Vec<f32> },
+    /// Eval BatchNorm as `y = fma(x, alpha, beta)` (PyTorch's CPU kernel), with the
+    /// parameters kept for calibration.
+    BatchNorm { alpha: Vec<f32>, beta: Vec<f32>, gamma: Vec<f32>, bias: Vec<f32>, eps: f32 },
     Lif(Lif),
     Binary(BinaryOp),
     Affine { scale: f32, shift: f32 },
@@ -174,11 +176,14 @@ impl Program {
                             b.running_mean.to_f32(),
                             b.running_var.to_f32(),
                         );
-                        let alpha: Vec<f32> = (0..gm.len())
-                            .map(|c| gm[c] * (1.0 / (v[c] + b.eps).sqrt()))
-                            .collect();
-                        let beta = (0..gm.len()).map(|c| bt[c] - m[c] * alpha[c]).collect();
-                        Kernel::ChannelAffine { alpha, beta }
+                        let (alpha, beta) = bn_affine(&gm, &bt, &m, &v, b.eps);
+                        Kernel::BatchNorm {
+                            alpha,
+                            beta,
+                            gamma: gm.into_owned(),
+                            bias: bt.into_owned(),
+                            eps: b.eps,
+                        }
                     }
                     Op::Lif(l) => Kernel::Lif(*l),
                     Op::Binary(op) => Kernel::Binary(*op),
@@ -247,7 +252,7 @@ impl Program {
     ) -> Result<RunResult, RuntimeError> {
         let (n, h, w) = check_input(&self.graph, input)?;
         if opts.threads == 0 {
-            return Ok(self.execute(input, (n, h, w), opts, &mut observe));
+            return Ok(self.execute(input, (n, h, w), opts, &mut observe, None));
         }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(opts.threads)
@@ -256,7 +261,30 @@ impl Program {
                 threads: opts.threads,
                 message: e.to_string(),
             })?;
-        Ok(pool.install(|| self.execute(input, (n, h, w), opts, &mut observe)))
+        Ok(pool.install(|| self.execute(input, (n, h, w), opts, &mut observe, None)))
+    }
+
+    /// Runs `input` once, setting every BatchNorm's statistics from its own input right before
+    /// applying it (per-channel mean and biased variance over batch, time and space), so that
+    /// downstream layers already see calibrated activations: one forward pass calibrates the
+    /// whole network. Returns the statistics by BatchNorm module path. Used by
+    /// `spikerc gen-model` to make random benchmark models fire like trained ones.
+    pub fn calibrate_batch_norms(
+        &self,
+        input: &Array,
+        opts: &RunOptions,
+    ) -> Result<(RunResult, BTreeMap<String, BnStats>), RuntimeError> {
+        let (n, h, w) = check_input(&self.graph, input)?;
+        let mut stats = BTreeMap::new();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(opts.threads)
+            .build()
+            .map_err(|e| RuntimeError::Threads {
+                threads: opts.threads,
+                message: e.to_string(),
+            })?;
+        let res = pool.install(|| self.execute(input, (n, h, w), opts, &mut |_, _| {}, Some(&mut stats)));
+        Ok((res, stats))
     }
 
     fn execute(
@@ -265,6 +293,7 @@ impl Program {
         (n, h, w): (usize, usize, usize),
         opts: &RunOptions,
         observe: &mut dyn FnMut(NodeId, &Array),
+        mut calib: Option<&mut BTreeMap<String, BnStats>>,
     ) -> RunResult {
         let g = &self.graph;
         let mut values: Vec<Option<Array>> = vec![None; g.id_bound()];
@@ -306,7 +335,15 @@ impl Program {
                     counts.mac = cc.mac;
                     Array::new(out_shape.clone(), d)
                 }
-                Kernel::ChannelAffine { alpha, beta } => ops::channel_affine(args[0], alpha, beta),
+                Kernel::BatchNorm { alpha, beta, gamma, bias, eps } => match calib.as_deref_mut() {
+                    None => ops::channel_affine(args[0], alpha, beta),
+                    Some(stats) => {
+                        let (mean, var) = ops::channel_stats(args[0]);
+                        let (a, b) = bn_affine(gamma, bias, &mean, &var, *eps);
+                        stats.insert(step.module.clone(), BnStats { mean, var });
+                        ops::channel_affine(args[0], &a, &b)
+                    }
+                },
                 Kernel::Lif(l) => {
                     let (s, count) = ops::lif(args[0], l);
                     res.spikes.insert(step.module.clone(), count);
@@ -361,6 +398,21 @@ impl Program {
         }
         res
     }
+}
+
+/// Per-channel statistics a BatchNorm was calibrated with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BnStats {
+    pub mean: Vec<f32>,
+    /// Biased (population) variance.
+    pub var: Vec<f32>,
+}
+
+/// `alpha = gamma / sqrt(var + eps)`, `beta = bias - mean * alpha`, as the interpreter does.
+fn bn_affine(g: &[f32], b: &[f32], m: &[f32], v: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>) {
+    let alpha: Vec<f32> = (0..g.len()).map(|c| g[c] * (1.0 / (v[c] + eps).sqrt())).collect();
+    let beta = (0..g.len()).map(|c| b[c] - m[c] * alpha[c]).collect();
+    (alpha, beta)
 }
 
 /// `(lead, (h, w), (oh, ow))` of a convolution from its input and output shapes.

@@ -7,7 +7,7 @@
 //! `target-cpu=native`) and still uses the widest vectors the machine has. No variant uses
 //! fused multiply-add (Rust never contracts `a * b + c`), so all three give identical bits.
 
-use crate::conv::{scatter, DenseConv, Geometry, LANES};
+use crate::conv::{add_column, scatter, DenseConv, Geometry, LANES};
 
 /// The instruction-set level used by the kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,10 +75,96 @@ fn dense_row_body(c: &DenseConv, xb: &[f32], hw: (usize, usize), oy: usize, ohw:
     }
 }
 
+/// One `P x (16 * NC)` register tile of a dense convolution with explicit AVX-512: the same
+/// arithmetic as [`DenseConv::tile`] (multiply, then add, canonical order), with the
+/// accumulators pinned in zmm registers.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile512<const P: usize, const NC: usize>(
+    c: &DenseConv,
+    xb: &[f32],
+    (hp, wp): (usize, usize),
+    oy: usize,
+    ox0: usize,
+    c0: usize,
+    (oh, ow): (usize, usize),
+    ob: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let g = &c.geo;
+    let [sy, sx] = g.stride;
+    debug_assert!((ox0 + P - 1) * sx + g.kw <= wp && (oy * sy + g.kh) <= hp);
+    debug_assert!(c0 + NC * LANES <= g.cp && xb.len() >= g.ci * hp * wp);
+    let mut acc = [[_mm512_setzero_ps(); NC]; P];
+    let wptr = c.wt.as_ptr();
+    let xptr = xb.as_ptr();
+    for i in 0..g.ci {
+        for ky in 0..g.kh {
+            // SAFETY: in bounds by the geometry asserted above (padded input, padded weights).
+            let row = xptr.add(i * hp * wp + (oy * sy + ky) * wp + ox0 * sx);
+            let wrow = wptr.add((i * g.kh + ky) * g.kw * g.cp + c0);
+            for kx in 0..g.kw {
+                let wb = wrow.add(kx * g.cp);
+                let mut wv = [_mm512_setzero_ps(); NC];
+                for (k, w) in wv.iter_mut().enumerate() {
+                    *w = _mm512_loadu_ps(wb.add(k * LANES));
+                }
+                for (p, ap) in acc.iter_mut().enumerate() {
+                    let xv = _mm512_set1_ps(*row.add(p * sx + kx));
+                    for k in 0..NC {
+                        ap[k] = _mm512_add_ps(ap[k], _mm512_mul_ps(wv[k], xv));
+                    }
+                }
+            }
+        }
+    }
+    let mut lanes = [0f32; LANES];
+    for (p, ap) in acc.iter().enumerate() {
+        for (k, v) in ap.iter().enumerate() {
+            _mm512_storeu_ps(lanes.as_mut_ptr(), *v);
+            for (l, &s) in lanes.iter().enumerate() {
+                let o = c0 + k * LANES + l;
+                if o < g.co {
+                    ob[(o * oh + oy) * ow + ox0 + p] = match &c.bias {
+                        Some(bb) => s + bb[o],
+                        None => s,
+                    };
+                }
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn dense_row_avx512(c: &DenseConv, xb: &[f32], hw: (usize, usize), oy: usize, ohw: (usize, usize), ob: &mut [f32]) {
-    dense_row_body(c, xb, hw, oy, ohw, ob)
+    let ow = ohw.1;
+    let nch = c.geo.cp / LANES;
+    let mut ch = 0;
+    while ch < nch {
+        let c0 = ch * LANES;
+        macro_rules! run {
+            ($p:literal, $nc:literal) => {{
+                let mut ox = 0;
+                while ox + $p <= ow {
+                    tile512::<$p, $nc>(c, xb, hw, oy, ox, c0, ohw, ob);
+                    ox += $p;
+                }
+                while ox < ow {
+                    tile512::<1, $nc>(c, xb, hw, oy, ox, c0, ohw, ob);
+                    ox += 1;
+                }
+                ch += $nc;
+            }};
+        }
+        match nch - ch {
+            1 => run!(12, 1),
+            2 => run!(12, 2),
+            4 => run!(6, 2),
+            _ => run!(8, 3),
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -99,17 +185,142 @@ pub fn dense_row(level: Level, c: &DenseConv, xb: &[f32], hw: (usize, usize), oy
     }
 }
 
+/// One `P x (16 * NC)` register tile of an event-driven convolution over a zero-padded
+/// spike mask (`0xFFFF` where a spike is): every (ci, ky, kx) adds the weight vector under the
+/// mask (`vaddps` with a k-mask), so outputs receive exactly the weights of their active
+/// inputs, in the canonical order, with the accumulators in registers.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn masked_tile512<const P: usize, const NC: usize>(
+    g: &Geometry,
+    wt: &[f32],
+    bias: Option<&[f32]>,
+    mb: &[u16],
+    (hp, wp): (usize, usize),
+    oy: usize,
+    ox0: usize,
+    c0: usize,
+    (oh, ow): (usize, usize),
+    ob: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let [sy, sx] = g.stride;
+    debug_assert!((ox0 + P - 1) * sx + g.kw <= wp && (oy * sy + g.kh) <= hp);
+    debug_assert!(c0 + NC * LANES <= g.cp && mb.len() >= g.ci * hp * wp);
+    let mut acc = [[_mm512_setzero_ps(); NC]; P];
+    let wptr = wt.as_ptr();
+    let mptr = mb.as_ptr();
+    for i in 0..g.ci {
+        for ky in 0..g.kh {
+            // SAFETY: in bounds by the geometry asserted above (padded mask, padded weights).
+            let row = mptr.add(i * hp * wp + (oy * sy + ky) * wp + ox0 * sx);
+            let wrow = wptr.add((i * g.kh + ky) * g.kw * g.cp + c0);
+            for kx in 0..g.kw {
+                let wb = wrow.add(kx * g.cp);
+                let mut wv = [_mm512_setzero_ps(); NC];
+                for (k, w) in wv.iter_mut().enumerate() {
+                    *w = _mm512_loadu_ps(wb.add(k * LANES));
+                }
+                for (p, ap) in acc.iter_mut().enumerate() {
+                    let m: __mmask16 = *row.add(p * sx + kx);
+                    for k in 0..NC {
+                        ap[k] = _mm512_mask_add_ps(ap[k], m, ap[k], wv[k]);
+                    }
+                }
+            }
+        }
+    }
+    let mut lanes = [0f32; LANES];
+    for (p, ap) in acc.iter().enumerate() {
+        for (k, v) in ap.iter().enumerate() {
+            _mm512_storeu_ps(lanes.as_mut_ptr(), *v);
+            for (l, &s) in lanes.iter().enumerate() {
+                let o = c0 + k * LANES + l;
+                if o < g.co {
+                    ob[(o * oh + oy) * ow + ox0 + p] = match bias {
+                        Some(bb) => s + bb[o],
+                        None => s,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// One output row of an event-driven f32 convolution by masked accumulation (AVX-512 only).
+///
+/// # Safety
+/// The CPU must support AVX-512F; `mb` is the zero-padded `[ci, hp, wp]` mask of one plane.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn masked_row_avx512(g: &Geometry, wt: &[f32], bias: Option<&[f32]>, mb: &[u16], hw: (usize, usize), oy: usize, ohw: (usize, usize), ob: &mut [f32]) {
+    let ow = ohw.1;
+    let nch = g.cp / LANES;
+    let mut ch = 0;
+    while ch < nch {
+        let c0 = ch * LANES;
+        macro_rules! run {
+            ($p:literal, $nc:literal) => {{
+                let mut ox = 0;
+                while ox + $p <= ow {
+                    masked_tile512::<$p, $nc>(g, wt, bias, mb, hw, oy, ox, c0, ohw, ob);
+                    ox += $p;
+                }
+                while ox < ow {
+                    masked_tile512::<1, $nc>(g, wt, bias, mb, hw, oy, ox, c0, ohw, ob);
+                    ox += 1;
+                }
+                ch += $nc;
+            }};
+        }
+        match nch - ch {
+            1 => run!(12, 1),
+            2 => run!(12, 2),
+            4 => run!(6, 2),
+            _ => run!(8, 3),
+        }
+    }
+}
+
+/// `acc += w` over `acc.len()` f32 lanes (a multiple of 16) with AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn add_f32_512(acc: &mut [f32], w: &[f32]) {
+    use std::arch::x86_64::*;
+    debug_assert!(acc.len() == w.len() && acc.len() % 16 == 0);
+    let (a, b) = (acc.as_mut_ptr(), w.as_ptr());
+    for k in (0..acc.len()).step_by(16) {
+        _mm512_storeu_ps(a.add(k), _mm512_add_ps(_mm512_loadu_ps(a.add(k)), _mm512_loadu_ps(b.add(k))));
+    }
+}
+
+/// `acc += w` over `acc.len()` i64 lanes (a multiple of 16) with AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn add_i64_512(acc: &mut [i64], w: &[i64]) {
+    use std::arch::x86_64::*;
+    debug_assert!(acc.len() == w.len() && acc.len() % 16 == 0);
+    let (a, b) = (acc.as_mut_ptr() as *mut __m512i, w.as_ptr() as *const __m512i);
+    for k in 0..acc.len() / 8 {
+        _mm512_storeu_si512(a.add(k), _mm512_add_epi64(_mm512_loadu_si512(a.add(k)), _mm512_loadu_si512(b.add(k))));
+    }
+}
+
 macro_rules! scatter_variants {
-    ($name:ident, $t:ty, $v512:ident, $v2:ident) => {
+    ($name:ident, $t:ty, $v512:ident, $v2:ident, $add512:ident) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx512f")]
         unsafe fn $v512(g: &Geometry, wt: &[$t], xb: &[f32], hw: (usize, usize), rows: (usize, usize), ow: usize, acc: &mut [$t]) -> u64 {
-            scatter(g, wt, xb, hw, rows, ow, acc)
+            // SAFETY: the closure runs inside this avx512f function; lengths are equal
+            // multiples of 16 (padded channels).
+            scatter(|a, w| unsafe { $add512(a, w) }, g, wt, xb, hw, rows, ow, acc)
         }
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2")]
         unsafe fn $v2(g: &Geometry, wt: &[$t], xb: &[f32], hw: (usize, usize), rows: (usize, usize), ow: usize, acc: &mut [$t]) -> u64 {
-            scatter(g, wt, xb, hw, rows, ow, acc)
+            scatter(add_column, g, wt, xb, hw, rows, ow, acc)
         }
         /// Dispatches the spike scatter of one band to the kernel of `level`.
         #[allow(clippy::too_many_arguments)]
@@ -120,11 +331,86 @@ macro_rules! scatter_variants {
                 Level::Avx512 => unsafe { $v512(g, wt, xb, hw, rows, ow, acc) },
                 #[cfg(target_arch = "x86_64")]
                 Level::Avx2 => unsafe { $v2(g, wt, xb, hw, rows, ow, acc) },
-                _ => scatter(g, wt, xb, hw, rows, ow, acc),
+                _ => scatter(add_column, g, wt, xb, hw, rows, ow, acc),
             }
         }
     };
 }
 
-scatter_variants!(scatter_f32, f32, scatter_f32_avx512, scatter_f32_avx2);
-scatter_variants!(scatter_i64, i64, scatter_i64_avx512, scatter_i64_avx2);
+scatter_variants!(scatter_f32, f32, scatter_f32_avx512, scatter_f32_avx2, add_f32_512);
+scatter_variants!(scatter_i64, i64, scatter_i64_avx512, scatter_i64_avx2, add_i64_512);
+
+/// Body of the peak-throughput probe: 12 independent `[f32; 16]` chains of `x = x * a + b`
+/// (one multiply and one add per lane, the MAC kernel's instruction mix without FMA).
+#[inline(always)]
+fn peak_body(iters: u64, a: f32, b: f32) -> f32 {
+    let mut acc = [[1.0f32; 16]; 12];
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            for x in v.iter_mut() {
+                *x = *x * a + b;
+            }
+        }
+    }
+    acc.iter().flatten().sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn peak_avx512(iters: u64, a: f32, b: f32) -> f32 {
+    use std::arch::x86_64::*;
+    let (va, vb) = (_mm512_set1_ps(a), _mm512_set1_ps(b));
+    let mut acc = [_mm512_set1_ps(1.0); 12];
+    for _ in 0..iters {
+        for v in acc.iter_mut() {
+            *v = _mm512_add_ps(_mm512_mul_ps(*v, va), vb);
+        }
+    }
+    let mut s = _mm512_setzero_ps();
+    for v in acc {
+        s = _mm512_add_ps(s, v);
+    }
+    _mm512_reduce_add_ps(s)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn peak_avx2(iters: u64, a: f32, b: f32) -> f32 {
+    peak_body(iters, a, b)
+}
+
+/// Measures this machine's peak rate of f32 multiply + add pairs (i.e. non-fused MACs) per
+/// second on `threads` threads at `level`, running each thread for about `seconds`.
+pub fn peak_mac_per_s(level: Level, threads: usize, seconds: f64) -> f64 {
+    let run = |iters: u64| -> f32 {
+        let (a, b) = (std::hint::black_box(0.999_f32), std::hint::black_box(0.001_f32));
+        match level {
+            // SAFETY: `Level::detect` only returns these levels when the CPU has them.
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => unsafe { peak_avx512(iters, a, b) },
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => unsafe { peak_avx2(iters, a, b) },
+            _ => peak_body(iters, a, b),
+        }
+    };
+    // Calibrate the iteration count on one thread, then run all threads at once.
+    let mut iters = 1u64 << 16;
+    loop {
+        let t = std::time::Instant::now();
+        std::hint::black_box(run(iters));
+        let el = t.elapsed().as_secs_f64();
+        if el > 0.05 {
+            iters = ((iters as f64) * seconds / el).max(1.0) as u64;
+            break;
+        }
+        iters *= 4;
+    }
+    let t = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| std::hint::black_box(run(iters)));
+        }
+    });
+    let el = t.elapsed().as_secs_f64();
+    (iters as f64 * 12.0 * 16.0 * threads.max(1) as f64) / el
+}

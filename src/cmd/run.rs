@@ -1,16 +1,27 @@
-//! `spikerc run ARTIFACT --input IN --output OUT [--engine interp] [--stats FILE]`
+//! `spikerc run ARTIFACT --input IN --output OUT [--engine event|interp] [--threads N]
+//! [--tile N --overlap N] [--stats FILE]`
+//!
+//! Runs a compiled artifact on an image or tensor file of any size (reflect-padded to the
+//! model's divisor and cropped back), a batch (`.safetensors` `[N, 3, H, W]`), or a directory
+//! of images (one output per input, with a progress bar). The default engine is the
+//! event-driven runtime; `--engine interp` runs the reference interpreter (the oracle).
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::{Args as ClapArgs, ValueEnum};
-use serde_json::json;
-use spikerc_compiler::{interp, Artifact};
-use std::path::PathBuf;
+use serde_json::{json, Value};
+use spikerc_compiler::interp::{self, Array};
+use spikerc_compiler::Artifact;
+use spikerc_runtime::{tile, OpCounts, Program, RunOptions, RunResult};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use crate::io::{read_input, write_atomic, write_output};
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Engine {
-    /// The reference interpreter (the oracle; slow).
+    /// The event-driven runtime (AC kernels on spikes, multi-threaded).
+    Event,
+    /// The reference interpreter (the oracle; slow, single-threaded).
     Interp,
 }
 
@@ -18,50 +29,165 @@ pub enum Engine {
 pub struct Args {
     /// Compiled artifact.
     pub artifact: PathBuf,
-    /// Input: .safetensors (tensor `input`, [N,3,H,W] f32 in [0,1]) or an image (PNG/JPEG).
+    /// Input: .safetensors (tensor `input`, [N,3,H,W] f32 in [0,1]), an image (PNG/JPEG), or a
+    /// directory of those.
     #[arg(long)]
     pub input: PathBuf,
-    /// Output: .safetensors (tensor `output`) or an image.
+    /// Output: .safetensors (tensor `output`) or an image; a directory when the input is one.
     #[arg(long)]
     pub output: PathBuf,
-    #[arg(long, value_enum, default_value = "interp")]
+    #[arg(long, value_enum, default_value = "event")]
     pub engine: Engine,
-    /// Write spike counts per LIF module (and neuron updates) as JSON.
+    /// Worker threads of the event engine (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Run in tiles of TILE x TILE pixels (event engine), bounding peak memory by the tile.
+    #[arg(long)]
+    pub tile: Option<usize>,
+    /// Pixels of context added around each tile (with --tile).
+    #[arg(long, default_value_t = 16, requires = "tile")]
+    pub overlap: usize,
+    /// Write spike counts per LIF module (`spikes`) and op counts per module (`ops`) as JSON.
     #[arg(long)]
     pub stats: Option<PathBuf>,
 }
 
-pub fn main(a: Args) -> anyhow::Result<()> {
-    let art = Artifact::load(&a.artifact)?;
-    let input = read_input(&a.input)?;
-    let div = art.graph.spatial_divisor();
-    let (h, w) = (
-        input.shape.get(2).copied().unwrap_or(0),
-        input.shape.get(3).copied().unwrap_or(0),
-    );
-    let padded = input.pad_reflect_to_multiple(div);
-    let exec = match a.engine {
-        Engine::Interp => interp::run(&art.graph, &padded)?,
-    };
-    let out = exec.outputs[0].crop(h, w);
-    let stats = a.stats.as_ref().map(|_| {
-        json!({"engine": format!("{:?}", a.engine).to_lowercase(), "spikes": exec.spikes, "neurons": exec.neurons,
-               "input_shape": input.shape, "padded_shape": padded.shape})
-    });
-    write_output(&a.output, &out).with_context(|| format!("writing {}", a.output.display()))?;
-    if let (Some(p), Some(s)) = (&a.stats, stats) {
-        write_atomic(p, &serde_json::to_vec_pretty(&s)?)
-            .with_context(|| format!("writing {}", p.display()))?;
+/// Runs one input array with the chosen engine; any H x W.
+fn run_one(a: &Args, art: &Artifact, program: Option<&Program>, input: &Array) -> anyhow::Result<RunResult> {
+    match (a.engine, program) {
+        (Engine::Event, Some(p)) => {
+            let opts = RunOptions { threads: a.threads, profile: false };
+            Ok(match a.tile {
+                Some(t) => tile::run_tiled(p, input, t, a.overlap, &opts)?,
+                None => tile::run_image(p, input, &opts)?,
+            })
+        }
+        _ => {
+            let (h, w) = (input.shape.get(2).copied().unwrap_or(0), input.shape.get(3).copied().unwrap_or(0));
+            let padded = input.pad_reflect_to_multiple(art.graph.spatial_divisor());
+            let exec = interp::run(&art.graph, &padded)?;
+            let mut ops: BTreeMap<String, OpCounts> = BTreeMap::new();
+            for (m, s) in &exec.spikes {
+                let c = ops.entry(m.clone()).or_default();
+                c.spikes_out = *s;
+                c.neuron_updates = exec.neurons[m];
+            }
+            Ok(RunResult {
+                outputs: exec.outputs.iter().map(|o| o.crop(h, w)).collect(),
+                spikes: exec.spikes,
+                ops,
+                timeline: vec![],
+            })
+        }
     }
-    let total: u64 = exec.spikes.values().sum();
-    let neurons: u64 = exec.neurons.values().sum();
+}
+
+fn ops_json(ops: &BTreeMap<String, OpCounts>) -> Value {
+    let row = |c: &OpCounts| {
+        json!({"spikes_in": c.spikes_in, "spikes_out": c.spikes_out, "ac": c.ac, "mac": c.mac,
+               "neuron_updates": c.neuron_updates})
+    };
+    let mut total = OpCounts::default();
+    let mut modules = serde_json::Map::new();
+    for (m, c) in ops {
+        total.add(c);
+        if *c != OpCounts::default() {
+            modules.insert(m.clone(), row(c));
+        }
+    }
+    json!({"total": row(&total), "modules": modules})
+}
+
+fn is_input_file(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["png", "jpg", "jpeg", "safetensors"].contains(&e.to_ascii_lowercase().as_str()))
+}
+
+pub fn main(a: Args) -> anyhow::Result<()> {
+    if a.engine == Engine::Interp && a.tile.is_some() {
+        bail!("--tile needs the event engine (drop --engine interp)");
+    }
+    if a.threads > 1024 {
+        bail!("--threads {} is not a sensible thread count", a.threads);
+    }
+    let art = Artifact::load(&a.artifact)?;
+    let program = (a.engine == Engine::Event).then(|| Program::new(&art.graph));
+    let start = std::time::Instant::now();
+    let (result, shapes) = if a.input.is_dir() {
+        run_dir(&a, &art, program.as_ref())?
+    } else {
+        if a.output.is_dir() {
+            bail!("{}: output is a directory but the input {} is a file", a.output.display(), a.input.display());
+        }
+        let input = read_input(&a.input)?;
+        let res = run_one(&a, &art, program.as_ref(), &input)?;
+        write_output(&a.output, &res.outputs[0]).with_context(|| format!("writing {}", a.output.display()))?;
+        (res, vec![input.shape.clone()])
+    };
+    let elapsed = start.elapsed();
+    if let Some(p) = &a.stats {
+        let s = json!({
+            "engine": format!("{:?}", a.engine).to_lowercase(),
+            "threads": a.threads,
+            "simd": program.as_ref().map(|p| p.level().name()),
+            "input_shapes": shapes,
+            "spikes": result.spikes,
+            "ops": ops_json(&result.ops),
+            "seconds": elapsed.as_secs_f64(),
+        });
+        write_atomic(p, &serde_json::to_vec_pretty(&s)?).with_context(|| format!("writing {}", p.display()))?;
+    }
+    let total = result.total_ops();
+    let spikes: u64 = result.spikes.values().sum();
     println!(
-        "ran {} on {:?} -> {} ({} spikes, firing rate {:.3})",
+        "ran {} ({:?} engine) on {} input(s) -> {} in {:.3}s ({} spikes, firing rate {:.3}, {} AC, {} MAC)",
         a.artifact.display(),
-        input.shape,
+        a.engine,
+        shapes.len(),
         a.output.display(),
-        total,
-        total as f64 / neurons.max(1) as f64
+        elapsed.as_secs_f64(),
+        spikes,
+        spikes as f64 / total.neuron_updates.max(1) as f64,
+        total.ac,
+        total.mac
     );
     Ok(())
+}
+
+/// Runs every image/tensor file of a directory, writing same-named outputs into `a.output`.
+fn run_dir(a: &Args, art: &Artifact, program: Option<&Program>) -> anyhow::Result<(RunResult, Vec<Vec<usize>>)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&a.input)
+        .with_context(|| format!("{}: cannot list", a.input.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && is_input_file(p))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("{}: no .png, .jpg, .jpeg or .safetensors files in the directory", a.input.display());
+    }
+    if a.output.exists() && !a.output.is_dir() {
+        bail!("{}: the input is a directory, so the output must be a directory too", a.output.display());
+    }
+    // Read everything first so a bad file fails before any output is written.
+    let inputs: Vec<Array> = files.iter().map(|f| read_input(f)).collect::<anyhow::Result<_>>()?;
+    std::fs::create_dir_all(&a.output).with_context(|| format!("{}: cannot create", a.output.display()))?;
+    let bar = indicatif::ProgressBar::new(files.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed_precise} eta {eta} {msg}")
+            .expect("valid template"),
+    );
+    let mut total = RunResult::default();
+    let mut shapes = vec![];
+    for (f, input) in files.iter().zip(&inputs) {
+        bar.set_message(f.file_name().unwrap_or_default().to_string_lossy().into_owned());
+        let res = run_one(a, art, program, input)?;
+        let out = a.output.join(f.file_name().expect("listed files have names"));
+        write_output(&out, &res.outputs[0]).with_context(|| format!("writing {}", out.display()))?;
+        total.merge_counts(&res);
+        shapes.push(input.shape.clone());
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok((total, shapes))
 }
