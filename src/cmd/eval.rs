@@ -2,9 +2,9 @@
 //! [--engine auto|interp|torch] [--precision f32|f16] [--limit N] [--json FILE]`
 //!
 //! PSNR and SSIM of a model over a test set, per image and mean (definitions in
-//! `spikerc_models::eval`). MODEL is a compiled artifact (run by the reference interpreter) or a
-//! checkpoint (run by libtorch with feature `torch`, or compiled now at `--precision` and run by
-//! the interpreter with `--engine interp`). Denoising noise is seeded per image from `--seed`
+//! `spikerc_models::eval`). MODEL is a compiled artifact (run by the event-driven runtime, or the
+//! reference interpreter with `--engine interp`) or a checkpoint (run by libtorch with feature
+//! `torch`, or compiled now at `--precision` and run by the runtime / interpreter). Denoising noise is seeded per image from `--seed`
 //! and the file name, so every run gives the same numbers.
 
 use anyhow::{bail, Context};
@@ -31,8 +31,10 @@ pub enum EvalTask {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum EvalEngine {
-    /// Artifacts: the interpreter; checkpoints: libtorch (feature `torch`), else the interpreter.
+    /// Artifacts: the runtime; checkpoints: libtorch (feature `torch`), else the runtime.
     Auto,
+    /// The event-driven runtime (bit-identical to the interpreter, much faster).
+    Runtime,
     /// The reference interpreter (checkpoints are compiled first at `--precision`).
     Interp,
     /// The libtorch reference (checkpoints only; feature `torch`).
@@ -67,6 +69,9 @@ pub struct Args {
     /// Write the report (per image and mean) as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Runtime worker threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
     /// Print only the summary line.
     #[arg(long)]
     pub quiet: bool,
@@ -74,8 +79,14 @@ pub struct Args {
 
 enum Engine {
     Interp(Box<Artifact>),
+    Runtime(Box<Artifact>, spikerc_runtime::Program),
     #[cfg(feature = "torch")]
     Torch(spikerc_models::eval::torch::TorchModel),
+}
+
+fn runtime(art: Artifact) -> Engine {
+    let prog = spikerc_runtime::Program::new(&art.graph);
+    Engine::Runtime(Box::new(art), prog)
 }
 
 fn is_artifact(path: &std::path::Path) -> anyhow::Result<bool> {
@@ -102,28 +113,33 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     let artifact = is_artifact(&a.model)?;
     let engine = match (artifact, a.engine) {
         (true, EvalEngine::Torch) => bail!("{}: is a compiled artifact; --engine torch needs a checkpoint", a.model.display()),
-        (true, _) => Engine::Interp(Box::new(Artifact::load(&a.model)?)),
+        (true, EvalEngine::Interp) => Engine::Interp(Box::new(Artifact::load(&a.model)?)),
+        (true, _) => runtime(Artifact::load(&a.model)?),
         #[cfg(feature = "torch")]
         (false, EvalEngine::Auto | EvalEngine::Torch) => {
             Engine::Torch(spikerc_models::eval::torch::TorchModel::load(&a.model, &a.hyper.resolve()?)?)
         }
         #[cfg(not(feature = "torch"))]
         (false, EvalEngine::Torch) => bail!("--engine torch needs spikerc built with the `torch` feature"),
-        (false, _) => Engine::Interp(Box::new(spikerc_models::compile_checkpoint(&a.model, &a.hyper.resolve()?, a.precision)?)),
+        (false, EvalEngine::Interp) => Engine::Interp(Box::new(spikerc_models::compile_checkpoint(&a.model, &a.hyper.resolve()?, a.precision)?)),
+        (false, _) => runtime(spikerc_models::compile_checkpoint(&a.model, &a.hyper.resolve()?, a.precision)?),
     };
     let (engine_name, precision, divisor) = match &engine {
         Engine::Interp(art) => ("interp", art.meta.precision.to_string(), art.graph.spatial_divisor()),
+        Engine::Runtime(art, _) => ("runtime", art.meta.precision.to_string(), art.graph.spatial_divisor()),
         #[cfg(feature = "torch")]
         Engine::Torch(m) => ("torch", "f32".to_string(), m.spatial_divisor()),
     };
     let t0 = Instant::now();
     let quiet = a.quiet;
+    let opts = spikerc_runtime::RunOptions { threads: a.threads, profile: false };
     let report = evaluate(
         task,
         &cases,
         divisor,
         |x| match &engine {
             Engine::Interp(art) => interp::run(&art.graph, x).map(|mut e| e.outputs.swap_remove(0)).map_err(|e| e.to_string()),
+            Engine::Runtime(_, prog) => prog.run(x, &opts).map(|mut r| r.outputs.swap_remove(0)).map_err(|e| e.to_string()),
             #[cfg(feature = "torch")]
             Engine::Torch(m) => m.restore(x),
         },

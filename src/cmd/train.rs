@@ -6,12 +6,12 @@
 //! (hyperparameters in the fixtures' schema plus the training record), `DIR/curve.csv`
 //! (validation PSNR per step) and, when distilling, `DIR/teacher.safetensors`.
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Args as ClapArgs, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use spikerc_models::spikerir::Architecture;
-use spikerc_models::train::trainer::{curve_csv, Event, TrainConfig, Trainer};
+use spikerc_models::train::trainer::{curve_csv, Event, HintMode, TrainConfig, Trainer};
 use spikerc_models::train::{Degradation, TrainSet, ValSet};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -27,6 +27,12 @@ pub enum TrainTask {
     Derain,
     /// Dehazing on `input/` + `target/` pairs.
     Dehaze,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Hints {
+    Adapted,
+    Raw,
 }
 
 #[derive(ClapArgs)]
@@ -89,6 +95,10 @@ pub struct Args {
     /// Weight of the feature-hint MSEs.
     #[arg(long, default_value_t = 0.12)]
     pub gamma: f64,
+    /// Feature hints: `adapted` (learned 1x1 adapter per level, MSE normalised by the teacher
+    /// feature's mean square) or `raw` (plain MSE, projection only where widths differ).
+    #[arg(long, value_enum, default_value = "adapted")]
+    pub hints: Hints,
     /// Weight of the FFT-L1 term.
     #[arg(long, default_value_t = 0.1)]
     pub fft_weight: f64,
@@ -111,6 +121,9 @@ pub struct Args {
     /// Continue from DIR/state (same options) instead of starting over.
     #[arg(long)]
     pub resume: bool,
+    /// Stop after N steps in this invocation (state saved; continue with --resume).
+    #[arg(long)]
+    pub stop_after: Option<usize>,
     /// libtorch intra-op threads (default: libtorch's choice).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -186,6 +199,10 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         teacher_dim: a.teacher_dim.unwrap_or(a.dim),
         distill: !a.no_kd,
         gamma: a.gamma,
+        hints: match a.hints {
+            Hints::Adapted => HintMode::Adapted,
+            Hints::Raw => HintMode::Raw,
+        },
         fft_weight: a.fft_weight,
         batch: a.batch,
         patch: a.patch,
@@ -199,7 +216,6 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     let t_load = Instant::now();
     let train = TrainSet::load(&data, degradation, a.limit_images)?;
     let val = ValSet::load(&val_data, paired, a.val_images, a.val_crop, 1 << (a.levels - 1), val_sigma)?;
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     eprintln!(
         "training {} on {} images of {} ({:.1}s to load), validating on {} crops of {}",
         arch.summary(),
@@ -216,6 +232,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         val: &val,
         out: a.out.clone(),
         teacher: a.teacher.clone(),
+        stop_after: a.stop_after,
     };
     let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
     bar.set_style(
@@ -241,6 +258,10 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     })?;
     bar.finish_and_clear();
     let wall = t0.elapsed().as_secs_f64();
+    if !prog.finished {
+        println!("stopped at {} step {} after {wall:.0}s; continue with the same options and --resume", prog.phase, prog.step);
+        return Ok(());
+    }
     write_atomic(&a.out.join("curve.csv"), curve_csv(&prog.curve).as_bytes())?;
     let final_val = prog.curve.iter().rev().find(|p| p.phase == "student").map(|p| p.val_psnr);
     let meta = json!({

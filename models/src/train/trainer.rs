@@ -38,6 +38,11 @@ pub struct TrainConfig {
     pub teacher_dim: usize,
     pub distill: bool,
     pub gamma: f64,
+    /// Hint form: `raw` = plain MSE(s, t) with a 1x1 projection only where widths differ;
+    /// `adapted` = a learned 1x1 adapter at every level (FitNets) and the MSE divided by the
+    /// teacher feature's mean square (scale-free hints).
+    #[serde(default)]
+    pub hints: HintMode,
     pub fft_weight: f64,
     pub batch: usize,
     pub patch: usize,
@@ -49,13 +54,29 @@ pub struct TrainConfig {
     pub seed: u64,
 }
 
+/// How student features are compared with the teacher's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HintMode {
+    /// `MSE(P(s), t)`, `P` a 1x1 projection only where widths differ.
+    Raw,
+    /// `MSE(P(s), t) / mean(t^2)` with a learned 1x1 adapter `P` at every level.
+    #[default]
+    Adapted,
+}
+
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// One row of the training record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CurvePoint {
     pub phase: String,
     pub step: usize,
     pub lr: f64,
-    /// Mean training loss since the previous row.
+    /// Mean training loss since the previous row (NaN, stored as null, at step 0).
+    #[serde(deserialize_with = "nan_if_null")]
     pub loss: f64,
     /// Validation PSNR (dB) after `step` steps.
     pub val_psnr: f64,
@@ -77,6 +98,9 @@ pub struct Progress {
     pub teacher_done: bool,
     /// Steps completed in the current phase.
     pub step: usize,
+    /// Both phases finished and `student.safetensors` written.
+    #[serde(default)]
+    pub finished: bool,
     pub phase: String,
     pub curve: Vec<CurvePoint>,
 }
@@ -195,6 +219,7 @@ pub fn image_loss(y: &Tensor, gt: &Tensor, fft_weight: f64) -> Tensor {
 /// Student-to-teacher hint alignment for one decoder level.
 struct Hint {
     proj: Option<nn::Conv2D>,
+    normalize: bool,
 }
 
 impl Hint {
@@ -205,7 +230,12 @@ impl Hint {
         };
         let (ss, ts) = (s.size(), t.size());
         let t = if ss[2..] != ts[2..] { t.adaptive_avg_pool2d([ss[2], ss[3]]) } else { t.shallow_clone() };
-        s.mse_loss(&t, Reduction::Mean)
+        let mse = s.mse_loss(&t, Reduction::Mean);
+        if self.normalize {
+            mse / (t.square().mean(tch::Kind::Float) + 1e-6)
+        } else {
+            mse
+        }
     }
 }
 
@@ -218,6 +248,8 @@ pub struct Trainer<'a> {
     pub out: PathBuf,
     /// A trained teacher to load instead of the teacher phase.
     pub teacher: Option<PathBuf>,
+    /// Stop (state saved, resumable) after this many steps in this invocation.
+    pub stop_after: Option<usize>,
 }
 
 /// The teacher's hyperparameters: one time step (ReLU has no state, T copies would be equal),
@@ -274,8 +306,14 @@ impl Trainer<'_> {
     /// Runs (or resumes, when `resume` and a state exists) the teacher phase then the student
     /// phase. Writes `teacher.safetensors` (when distilling), `student.safetensors` (the
     /// importable checkpoint) and keeps `state/` for resuming. Returns the record.
+    /// With [`Trainer::stop_after`] the run may stop early with `finished == false`.
     pub fn run(&self, resume: bool, on: &mut dyn FnMut(Event)) -> Result<Progress, TrainError> {
         let c = &self.cfg;
+        // Reject impossible architectures before anything is written.
+        SpikerIr::new(&nn::VarStore::new(Device::Cpu).root(), &c.arch, &c.hp, Neuron::Lif)?;
+        if c.distill && self.teacher.is_none() {
+            SpikerIr::new(&nn::VarStore::new(Device::Cpu).root(), &teacher_arch(c), &teacher_hp(&c.hp), Neuron::Relu)?;
+        }
         if c.batch == 0 || c.patch == 0 {
             return Err(TrainError::Config(format!("batch {} and patch {} must be positive", c.batch, c.patch)));
         }
@@ -292,6 +330,7 @@ impl Trainer<'_> {
         std::fs::create_dir_all(self.state_dir()).map_err(|e| file_err(&self.state_dir(), e))?;
         let mut prog = if resume { self.load_progress()?.unwrap_or_default() } else { Progress::default() };
         tch::manual_seed(c.seed as i64);
+        let mut budget = self.stop_after.unwrap_or(usize::MAX);
 
         // Teacher.
         let mut teacher: Option<(nn::VarStore, SpikerIr)> = None;
@@ -306,7 +345,9 @@ impl Trainer<'_> {
             } else if c.teacher_steps == 0 {
                 return Err(TrainError::Config("distillation needs a teacher: give --teacher FILE or --teacher-steps N > 0".into()));
             } else {
-                self.fit("teacher", &tvs, &tnet, None, c.teacher_steps, &mut prog, on)?;
+                if !self.fit("teacher", &tvs, &tnet, None, c.teacher_steps, &mut prog, &mut budget, on)? {
+                    return Ok(prog);
+                }
                 export_safetensors(&tvs, &tpath)?;
                 prog.teacher_done = true;
                 prog.phase = String::new();
@@ -319,8 +360,12 @@ impl Trainer<'_> {
         // Student.
         let svs = nn::VarStore::new(self.device);
         let snet = SpikerIr::new(&svs.root(), &c.arch, &c.hp, Neuron::Lif)?;
-        self.fit("student", &svs, &snet, teacher.as_ref().map(|(_, t)| t), c.steps, &mut prog, on)?;
+        if !self.fit("student", &svs, &snet, teacher.as_ref().map(|(_, t)| t), c.steps, &mut prog, &mut budget, on)? {
+            return Ok(prog);
+        }
         export_safetensors(&svs, &self.out.join("student.safetensors"))?;
+        prog.finished = true;
+        self.save_progress(&prog)?;
         Ok(prog)
     }
 
@@ -333,8 +378,9 @@ impl Trainer<'_> {
         teacher: Option<&SpikerIr>,
         total: usize,
         prog: &mut Progress,
+        budget: &mut usize,
         on: &mut dyn FnMut(Event),
-    ) -> Result<(), TrainError> {
+    ) -> Result<bool, TrainError> {
         let c = &self.cfg;
         // 1x1 projections where the teacher is wider (not part of the exported student).
         let pvs = nn::VarStore::new(self.device);
@@ -345,8 +391,10 @@ impl Trainer<'_> {
                 .map(|l| {
                     let width = |a: &Architecture| if l == 1 && a.levels > 1 { 2 * a.width(1) } else { a.width(l) };
                     let (sw, tw) = (width(&c.arch), width(&t.arch));
-                    let proj = (sw != tw).then(|| nn::conv2d(pvs.root() / format!("proj{l}"), sw as i64, tw as i64, 1, Default::default()));
-                    Hint { proj }
+                    let adapted = c.hints == HintMode::Adapted;
+                    let proj = (adapted || sw != tw)
+                        .then(|| nn::conv2d(pvs.root() / format!("proj{l}"), sw as i64, tw as i64, 1, Default::default()));
+                    Hint { proj, normalize: adapted }
                 })
                 .collect(),
         };
@@ -356,6 +404,14 @@ impl Trainer<'_> {
         let mut start = 0;
         if prog.phase == phase && prog.step > 0 {
             load_checkpoint(vs, &Checkpoint::load(&ckpt_model)?)?;
+            // Integer buffers (BN `num_batches_tracked`) too, so the exported file is identical.
+            let vars = vs.variables();
+            for (name, t) in Tensor::read_safetensors(&ckpt_model)? {
+                if let Some(v) = vars.get(&name).filter(|v| !v.is_floating_point()) {
+                    let mut v = v.shallow_clone();
+                    tch::no_grad(|| v.copy_(&t));
+                }
+            }
             opt.load(&ckpt_opt)?;
             start = prog.step;
         } else {
@@ -375,6 +431,10 @@ impl Trainer<'_> {
         let (n, p) = (c.batch as i64, c.patch as i64);
         let (mut loss_sum, mut loss_n) = (0.0, 0usize);
         for step in start..total {
+            if *budget == 0 {
+                return Ok(false);
+            }
+            *budget -= 1;
             let lr = cosine_lr(step, total, c.lr_max, c.lr_min);
             let mut rng = ChaCha8Rng::seed_from_u64(step_seed(c.seed, phase_id, step));
             let b = self.train.batch(c.batch, c.patch, &mut rng);
@@ -413,14 +473,14 @@ impl Trainer<'_> {
                 on(Event::Val(point.clone()));
                 prog.curve.push(point);
             }
-            if (c.ckpt_every > 0 && done % c.ckpt_every == 0) || done == total {
+            if (c.ckpt_every > 0 && done % c.ckpt_every == 0) || done == total || *budget == 0 {
                 export_safetensors(vs, &ckpt_model)?;
                 opt.save(&ckpt_opt)?;
                 prog.step = done;
                 self.save_progress(prog)?;
             }
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -441,4 +501,75 @@ pub fn best_device() -> Device {
 /// Sets libtorch's intra-op thread count.
 pub fn set_threads(n: usize) {
     tch::set_num_threads(n.max(1) as i32);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> (Architecture, HyperParams) {
+        let arch = Architecture { dim: 4, levels: 2, en_blocks: vec![1, 0], de_blocks: vec![0, 1], in_channels: 3, out_channels: 3 };
+        let hp = HyperParams { reduction_c: 4, ..HyperParams::default() };
+        (arch, hp)
+    }
+
+    #[test]
+    fn image_loss_is_zero_on_identical_and_counts_the_fft_term() {
+        let a = Tensor::rand([2, 3, 8, 8], (tch::Kind::Float, Device::Cpu));
+        assert_eq!(image_loss(&a, &a, 0.1).double_value(&[]), 0.0);
+        let b = &a + 0.1;
+        let l1 = image_loss(&a, &b, 0.0).double_value(&[]);
+        assert!((l1 - 0.1).abs() < 1e-6, "{l1}");
+        // A constant offset only moves the DC coefficient of the FFT.
+        assert!(image_loss(&a, &b, 0.1).double_value(&[]) > l1);
+    }
+
+    #[test]
+    fn surrogate_gradients_reach_every_layer_and_adamw_moves_the_weights() {
+        tch::manual_seed(0);
+        let (arch, hp) = tiny();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = SpikerIr::new(&vs.root(), &arch, &hp, Neuron::Lif).unwrap();
+        let mut opt = AdamW::new(&[("", &vs)], 0.05);
+        let before: Vec<Tensor> = opt.params.iter().map(|p| p.detach().copy()).collect();
+        let x = Tensor::rand([2, 3, 16, 16], (tch::Kind::Float, Device::Cpu));
+        let gt = Tensor::rand([2, 3, 16, 16], (tch::Kind::Float, Device::Cpu));
+        let mut losses = vec![];
+        for _ in 0..3 {
+            let loss = image_loss(&net.forward_t(&x, true), &gt, 0.1);
+            opt.zero_grad();
+            loss.backward();
+            // The convs behind LIF neurons only get gradients through the surrogate.
+            let g = vs.variables()["encoder_level1.0.residual.4.weight"].grad();
+            assert!(g.defined() && g.abs().sum(tch::Kind::Double).double_value(&[]) > 0.0);
+            opt.step(5e-4);
+            losses.push(loss.double_value(&[]));
+        }
+        assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
+        let moved = opt.params.iter().zip(&before).filter(|(p, b)| !p.equal(b)).count();
+        assert_eq!(moved, opt.params.len(), "every trainable parameter should move");
+    }
+
+    #[test]
+    fn optimizer_state_round_trips() {
+        let (arch, hp) = tiny();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = SpikerIr::new(&vs.root(), &arch, &hp, Neuron::Lif).unwrap();
+        let mut opt = AdamW::new(&[("", &vs)], 0.05);
+        let x = Tensor::rand([1, 3, 8, 8], (tch::Kind::Float, Device::Cpu));
+        let loss = image_loss(&net.forward_t(&x, true), &x, 0.1);
+        loss.backward();
+        opt.step(1e-3);
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("o.safetensors");
+        opt.save(&p).unwrap();
+        let vs2 = nn::VarStore::new(Device::Cpu);
+        let _net2 = SpikerIr::new(&vs2.root(), &arch, &hp, Neuron::Lif).unwrap();
+        let mut opt2 = AdamW::new(&[("", &vs2)], 0.05);
+        opt2.load(&p).unwrap();
+        assert_eq!(opt2.t, 1);
+        for i in 0..opt.params.len() {
+            assert!(opt.params[i].equal(&opt2.params[i]) && opt.m[i].equal(&opt2.m[i]) && opt.v[i].equal(&opt2.v[i]));
+        }
+    }
 }
