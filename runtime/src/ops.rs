@@ -9,6 +9,8 @@ use rayon::prelude::*;
 use spikerc_compiler::interp::Array;
 use spikerc_compiler::ir::{BinaryOp, Lif, ReduceOp, Reset};
 
+use crate::SyncPtr;
+
 /// Elements per parallel chunk for elementwise work.
 const CHUNK: usize = 1 << 14;
 
@@ -24,14 +26,38 @@ pub fn map(x: &Array, f: impl Fn(f32) -> f32 + Sync) -> Array {
     Array::new(x.shape.clone(), data)
 }
 
-/// Multi-step LIF over `[T, ...]`: spike train and spike count.
+/// One LIF step over a chunk: `update(v, x) -> (v', fired)` chosen once per layer, so the
+/// loop is branch-free and vectorises. Returns the spikes of the chunk.
+#[inline(always)]
+fn lif_chunk(os: &mut [f32], vs: &mut [f32], xs: &[f32], update: impl Fn(f32, f32) -> (f32, bool)) -> u64 {
+    let mut n = 0u32;
+    for ((o, v), &x) in os.iter_mut().zip(vs.iter_mut()).zip(xs) {
+        let (nv, fire) = update(*v, x);
+        *v = nv;
+        *o = fire as u8 as f32;
+        n += fire as u32;
+    }
+    n as u64
+}
+
+/// Multi-step LIF over `[T, ...]`: spike train and spike count (the interpreter's formulas:
+/// `H = V + (X - (V - v_rest)) / tau` with `decay_input`, else `H = V - (V - v_rest) / tau + X`;
+/// fire when `H >= v_threshold`; hard or soft reset).
 pub fn lif(x: &Array, l: &Lif) -> (Array, u64) {
     let t = x.shape[0];
     let per_t = x.len() / t;
     let vr = l.v_rest();
+    let (tau, th) = (l.tau, l.v_threshold);
     let mut v = vec![vr; per_t];
     let mut out = vec![0f32; x.len()];
     let mut count = 0u64;
+    let charge = move |v: f32, x: f32| {
+        if l.decay_input {
+            v + (x - (v - vr)) / tau
+        } else {
+            v - (v - vr) / tau + x
+        }
+    };
     for step in 0..t {
         let xs = &x.data[step * per_t..(step + 1) * per_t];
         let os = &mut out[step * per_t..(step + 1) * per_t];
@@ -39,35 +65,22 @@ pub fn lif(x: &Array, l: &Lif) -> (Array, u64) {
             .par_chunks_mut(CHUNK)
             .zip(v.par_chunks_mut(CHUNK))
             .zip(xs.par_chunks(CHUNK))
-            .map(|((os, vs), xs)| {
-                let mut n = 0u64;
-                for ((o, v), &x) in os.iter_mut().zip(vs.iter_mut()).zip(xs) {
-                    let h = if l.decay_input {
-                        *v + (x - (*v - vr)) / l.tau
-                    } else {
-                        *v - (*v - vr) / l.tau + x
-                    };
-                    let fire = h >= l.v_threshold;
-                    *v = match l.reset {
-                        Reset::Hard { v_reset } => {
-                            if fire {
-                                v_reset
-                            } else {
-                                h
-                            }
-                        }
-                        Reset::Soft => {
-                            if fire {
-                                h - l.v_threshold
-                            } else {
-                                h
-                            }
-                        }
-                    };
-                    *o = if fire { 1.0 } else { 0.0 };
-                    n += fire as u64;
-                }
-                n
+            .map(|((os, vs), xs)| match (l.reset, l.decay_input) {
+                (Reset::Hard { v_reset }, true) => lif_chunk(os, vs, xs, |v, x| {
+                    let h = v + (x - (v - vr)) / tau;
+                    let f = h >= th;
+                    (if f { v_reset } else { h }, f)
+                }),
+                (Reset::Hard { v_reset }, false) => lif_chunk(os, vs, xs, |v, x| {
+                    let h = v - (v - vr) / tau + x;
+                    let f = h >= th;
+                    (if f { v_reset } else { h }, f)
+                }),
+                (Reset::Soft, _) => lif_chunk(os, vs, xs, |v, x| {
+                    let h = charge(v, x);
+                    let f = h >= th;
+                    (if f { h - th } else { h }, f)
+                }),
             })
             .sum::<u64>();
     }
@@ -151,9 +164,30 @@ pub fn binary(a: &Array, b: &Array, op: BinaryOp, out_shape: &[usize]) -> Array 
             ia += i * sa[d];
             ib += i * sb[d];
         }
-        let (la, lb) = (sa[r - 1], sb[r - 1]);
-        for (j, o) in o.iter_mut().enumerate() {
-            *o = f(a.data[ia + j * la], b.data[ib + j * lb]);
+        let n = o.len();
+        match (sa[r - 1], sb[r - 1]) {
+            (1, 1) => {
+                for ((o, &x), &y) in o.iter_mut().zip(&a.data[ia..ia + n]).zip(&b.data[ib..ib + n]) {
+                    *o = f(x, y);
+                }
+            }
+            (1, 0) => {
+                let y = b.data[ib];
+                for (o, &x) in o.iter_mut().zip(&a.data[ia..ia + n]) {
+                    *o = f(x, y);
+                }
+            }
+            (0, 1) => {
+                let x = a.data[ia];
+                for (o, &y) in o.iter_mut().zip(&b.data[ib..ib + n]) {
+                    *o = f(x, y);
+                }
+            }
+            (la, lb) => {
+                for (j, o) in o.iter_mut().enumerate() {
+                    *o = f(a.data[ia + j * la], b.data[ib + j * lb]);
+                }
+            }
         }
     });
     Array::new(out_shape.to_vec(), out)
@@ -171,62 +205,104 @@ pub fn concat(args: &[&Array], axis: usize, out_shape: &[usize]) -> Array {
     Array::new(out_shape.to_vec(), out)
 }
 
-/// Mean (f64, row-major order of the reduced elements, one rounding) or max over `axes`.
+/// Mean (f64, row-major order of the reduced elements, one rounding) or max (first maximum
+/// wins) over `axes`. Parallel over the first kept axis longer than 1: each task owns the
+/// outputs with one index on that axis and visits their elements in row-major order, so every
+/// output sees exactly the interpreter's sequence of additions.
 pub fn reduce(x: &Array, op: ReduceOp, axes: &[usize], out_shape: &[usize]) -> Array {
     let r = x.shape.len();
     let n_out: usize = out_shape.iter().product();
     let count = x.len() / n_out.max(1);
     let so = strides(out_shape);
-    // Output stride per input axis (0 on reduced axes).
+    let si = strides(&x.shape);
     let step: Vec<usize> = (0..r).map(|d| if axes.contains(&d) { 0 } else { so[d] }).collect();
-    // Split over the leading axis when it is kept: each slice owns disjoint outputs.
-    let split = !axes.contains(&0) && x.shape[0] > 1;
-    let parts = if split { x.shape[0] } else { 1 };
-    let in_part = x.len() / parts;
-    let out_part = n_out / parts;
     let last = x.shape[r - 1];
-    let results: Vec<(Vec<f64>, Vec<f32>)> = (0..parts)
-        .into_par_iter()
-        .map(|p| {
-            let mut sum = vec![0f64; out_part];
-            let mut max = vec![f32::NEG_INFINITY; out_part];
-            let src = &x.data[p * in_part..(p + 1) * in_part];
-            let mut idx = vec![0usize; r];
-            let mut base = 0usize; // output offset (within part) of the current row start
-            for row in src.chunks(last) {
-                for (j, &v) in row.iter().enumerate() {
-                    let o = base + j * step[r - 1];
-                    sum[o] += v as f64;
-                    if v > max[o] {
-                        max[o] = v;
+    let last_reduced = axes.contains(&(r - 1));
+    let split = (0..r - 1).find(|d| !axes.contains(d) && x.shape[*d] > 1);
+    let tasks = split.map_or(1, |d| x.shape[d]);
+    let mut sum = vec![0f64; if op == ReduceOp::Mean { n_out } else { 0 }];
+    let mut max = vec![f32::NEG_INFINITY; if op == ReduceOp::Max { n_out } else { 0 }];
+    let (sp, mp) = (SyncF64(sum.as_mut_ptr()), SyncPtr(max.as_mut_ptr()));
+    (0..tasks).into_par_iter().for_each(|task| {
+        let (sp, mp) = (&sp, &mp);
+        let mut idx = vec![0usize; r.saturating_sub(1)];
+        if let Some(d) = split {
+            idx[d] = task;
+        }
+        loop {
+            let (mut ii, mut oo) = (0, 0);
+            for d in 0..r - 1 {
+                ii += idx[d] * si[d];
+                oo += idx[d] * step[d];
+            }
+            let row = &x.data[ii..ii + last];
+            // SAFETY: tasks own disjoint outputs (distinct indices on the split axis).
+            unsafe {
+                match (op, last_reduced) {
+                    (ReduceOp::Mean, true) => {
+                        let mut s = *sp.0.add(oo);
+                        for &v in row {
+                            s += v as f64;
+                        }
+                        *sp.0.add(oo) = s;
                     }
-                }
-                // Advance the odometer over axes 0..r-1 (axis 0 stays within the part).
-                let mut d = r - 1;
-                while d > 0 {
-                    d -= 1;
-                    let lim = if d == 0 && split { 1 } else { x.shape[d] };
-                    idx[d] += 1;
-                    base += step[d];
-                    if idx[d] < lim {
-                        break;
+                    (ReduceOp::Mean, false) => {
+                        let dst = std::slice::from_raw_parts_mut(sp.0.add(oo), last);
+                        for (d, &v) in dst.iter_mut().zip(row) {
+                            *d += v as f64;
+                        }
                     }
-                    base -= step[d] * idx[d];
-                    idx[d] = 0;
+                    (ReduceOp::Max, true) => {
+                        let mut m = *mp.0.add(oo);
+                        for &v in row {
+                            if v > m {
+                                m = v;
+                            }
+                        }
+                        *mp.0.add(oo) = m;
+                    }
+                    (ReduceOp::Max, false) => {
+                        let dst = std::slice::from_raw_parts_mut(mp.0.add(oo), last);
+                        for (d, &v) in dst.iter_mut().zip(row) {
+                            if v > *d {
+                                *d = v;
+                            }
+                        }
+                    }
                 }
             }
-            (sum, max)
-        })
-        .collect();
-    let mut data = Vec::with_capacity(n_out);
-    for (sum, max) in results {
-        match op {
-            ReduceOp::Mean => data.extend(sum.iter().map(|s| (s / count as f64) as f32)),
-            ReduceOp::Max => data.extend(max),
+            // Next row: odometer over axes 0..r-1, the split axis held fixed.
+            let mut d = r - 1;
+            let done = loop {
+                if d == 0 {
+                    break true;
+                }
+                d -= 1;
+                if Some(d) == split {
+                    continue;
+                }
+                idx[d] += 1;
+                if idx[d] < x.shape[d] {
+                    break false;
+                }
+                idx[d] = 0;
+            };
+            if done {
+                break;
+            }
         }
-    }
+    });
+    let data = match op {
+        ReduceOp::Mean => sum.iter().map(|s| (s / count as f64) as f32).collect(),
+        ReduceOp::Max => max,
+    };
     Array::new(out_shape.to_vec(), data)
 }
+
+/// Shared f64 output pointer for [`reduce`] tasks (disjoint outputs).
+struct SyncF64(*mut f64);
+// SAFETY: tasks write disjoint indices (see `reduce`).
+unsafe impl Sync for SyncF64 {}
 
 /// Mean over the time axis `[T, ...] -> [...]` (f64, t ascending, one rounding).
 pub fn mean_time(x: &Array, out_shape: &[usize]) -> Array {
