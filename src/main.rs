@@ -32,6 +32,9 @@ enum Command {
     /// Check an artifact against the libtorch reference of its checkpoint (feature `torch`).
     #[cfg(feature = "torch")]
     Verify(cmd::verify::Args),
+    /// Record or check a golden-output regression suite (feature `torch`).
+    #[cfg(feature = "torch")]
+    Golden(cmd::golden::Args),
     /// PSNR/SSIM of a model or artifact on a restoration test set.
     Eval(cmd::eval::Args),
     /// Train a SpikerIR student with H-KD (feature `torch`).
@@ -47,6 +50,8 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd::run::main(a),
         #[cfg(feature = "torch")]
         Command::Verify(a) => cmd::verify::main(a),
+        #[cfg(feature = "torch")]
+        Command::Golden(a) => cmd::golden::main(a),
         Command::Eval(a) => cmd::eval::main(a),
         #[cfg(feature = "torch")]
         Command::Train(a) => cmd::train::main(a),

@@ -4,10 +4,13 @@
 #![cfg(feature = "torch")]
 
 mod common;
+#[path = "golden/weights.rs"]
+mod weights;
 
 use common::fixtures;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use weights::copy_with_change;
 
 fn spikerc(args: &[&std::ffi::OsStr]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_spikerc"))
@@ -37,11 +40,7 @@ fn every_fixture_verifies_from_pt_and_safetensors() {
     for dir in fixtures() {
         let golden = dir.join("golden.safetensors");
         for w in ["model.pt", "model.safetensors"] {
-            let o = verify(
-                &dir.join(w),
-                &dir,
-                &["--input", golden.to_str().unwrap()],
-            );
+            let o = verify(&dir.join(w), &dir, &["--input", golden.to_str().unwrap()]);
             let (out, err) = text(&o);
             assert!(o.status.success(), "{}/{w}: {out}{err}", dir.display());
             // On the fixture inputs the artifact is spike-exact and within 1e-4.
@@ -70,45 +69,16 @@ fn builtin_image_and_f16_verify_with_a_json_report() {
         );
         let (out, err) = text(&o);
         assert!(o.status.success(), "{precision}: {out}{err}");
-        assert!(out.contains("built-in kodim23 crop 128x96 [1, 3, 96, 128]"), "{out}");
+        assert!(
+            out.contains("built-in kodim23 crop 128x96 [1, 3, 96, 128]"),
+            "{out}"
+        );
         let j: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
         assert_eq!(j["pass"], true);
         assert_eq!(j["precision"], precision);
         assert!(j["comparison"]["spikes"].as_array().unwrap().len() > 10);
     }
-}
-
-/// Copies a safetensors checkpoint with `f(key, values)` applied to one tensor.
-fn copy_with_change(src: &Path, dst: &Path, key: &str, f: impl Fn(&mut [f32])) {
-    let bytes = std::fs::read(src).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-    let mut found = false;
-    for (name, view) in st.tensors() {
-        let mut data = view.data().to_vec();
-        if name == key {
-            let mut v: Vec<f32> = data
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect();
-            f(&mut v);
-            data = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-            found = true;
-        }
-        owned.push((name, view.dtype(), view.shape().to_vec(), data));
-    }
-    assert!(found, "{key} not in {}", src.display());
-    let views: Vec<_> = owned
-        .iter()
-        .map(|(n, d, s, b)| {
-            (
-                n.clone(),
-                safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
-            )
-        })
-        .collect();
-    std::fs::write(dst, safetensors::serialize(views, &None).unwrap()).unwrap();
 }
 
 fn compile(weights: &Path, dir: &Path, out: &Path) {

@@ -7,6 +7,8 @@ pub mod run;
 #[cfg(feature = "torch")]
 pub mod verify;
 #[cfg(feature = "torch")]
+pub mod golden;
+#[cfg(feature = "torch")]
 pub mod train;
 
 use clap::Args as ClapArgs;

@@ -1,0 +1,137 @@
+//! Golden suites: the project's suite over the shared fixtures (every engine and precision)
+//! passes `spikerc golden check`; changing one weight of a copied fixture makes check fail
+//! with a readable diff naming case and field; bad suites are one clear error.
+#![cfg(feature = "torch")]
+
+mod common;
+#[path = "golden/weights.rs"]
+mod weights;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn golden(args: &[&str], suite: &Path) -> (Output, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_spikerc"))
+        .arg("golden")
+        .args(args)
+        .arg(suite)
+        .env("SPIKERC_SHARED", common::shared_dir())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    (o, out, err)
+}
+
+#[test]
+fn project_suite_passes() {
+    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/suite.toml");
+    let (o, out, err) = golden(&["check"], &suite);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("golden check passed: 10 case(s)"), "{out}");
+    for engine in ["event", "interp", "torch"] {
+        assert!(out.contains(&format!("l4-{engine}-f32")), "{out}");
+    }
+}
+
+#[test]
+fn one_changed_weight_fails_naming_case_and_field() {
+    let fx = &common::fixtures()[0];
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    std::fs::copy(fx.join("model.safetensors"), t.join("model.safetensors")).unwrap();
+    let suite = t.join("suite.toml");
+    std::fs::write(
+        &suite,
+        format!(
+            "[[case]]\nname = \"copy-event\"\ncheckpoint = \"model.safetensors\"\nconfig = \"{0}/meta.json\"\ninput = \"{0}/golden.safetensors\"\n\n\
+             [[case]]\nname = \"copy-torch\"\ncheckpoint = \"model.safetensors\"\nconfig = \"{0}/meta.json\"\ninput = \"{0}/golden.safetensors\"\nengine = \"torch\"\n",
+            fx.display()
+        ),
+    )
+    .unwrap();
+    let (o, out, err) = golden(&["record"], &suite);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(t.join("suite.golden.toml").is_file());
+    let (o, out, err) = golden(&["check"], &suite);
+    assert!(o.status.success(), "unchanged copy: {out}{err}");
+
+    // One weight of the first spike-driven conv.
+    weights::copy_with_change(
+        &fx.join("model.safetensors"),
+        &t.join("model.safetensors"),
+        "encoder_level1.0.residual.1.weight",
+        |v| v[0] += 0.5,
+    );
+    let (o, out, err) = golden(&["check"], &suite);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(
+        err.starts_with("error: golden check FAILED: 2 of 2 case(s)"),
+        "{err}"
+    );
+    for needle in [
+        "FAIL copy-event:",
+        "FAIL copy-torch:",
+        "checkpoint_sha256",
+        "output.sha256",
+        "spikes.encoder_level1.0.residual.3",
+    ] {
+        assert!(out.contains(needle), "missing `{needle}` in:\n{out}");
+    }
+    // The diff of the event case, with the machine-dependent timing line removed.
+    let event: String = out
+        .lines()
+        .skip_while(|l| !l.starts_with("FAIL copy-event"))
+        .take_while(|l| !l.starts_with("FAIL copy-torch"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    insta::assert_snapshot!("changed_weight_diff", event);
+}
+
+#[test]
+fn bad_suites_are_one_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let cases = [
+        ("empty.toml", "", "the suite has no [[case]]"),
+        (
+            "typo.toml",
+            "[[case]]\nname = \"a\"\ncheckpoint = \"x\"\nengin = \"event\"\n",
+            "unknown field `engin`",
+        ),
+        (
+            "twice.toml",
+            "[[case]]\nname = \"a\"\ncheckpoint = \"x\"\n[[case]]\nname = \"a\"\ncheckpoint = \"y\"\n",
+            "case name `a` appears twice",
+        ),
+    ];
+    for (name, text, want) in cases {
+        let p = t.join(name);
+        std::fs::write(&p, text).unwrap();
+        let (o, out, err) = golden(&["record"], &p);
+        assert_eq!(o.status.code(), Some(1), "{name}: {out}{err}");
+        assert!(err.contains(want), "{name}: {err}");
+        assert!(!t.join(name.replace(".toml", ".golden.toml")).exists());
+    }
+    // Checking before recording names the missing golden file and the fix.
+    let p = t.join("norecord.toml");
+    std::fs::write(&p, "[[case]]\nname = \"a\"\ncheckpoint = \"x\"\n").unwrap();
+    let (o, _, err) = golden(&["check"], &p);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err.contains(
+            "norecord.golden.toml: cannot read the golden file (run `spikerc golden record"
+        ),
+        "{err}"
+    );
+    // An unknown engine names the case.
+    let p = t.join("engine.toml");
+    std::fs::write(
+        &p,
+        "[[case]]\nname = \"a\"\ncheckpoint = \"${SPIKERC_SHARED}/fixtures/spikerir-l3-d16/model.safetensors\"\nengine = \"gpu\"\n",
+    )
+    .unwrap();
+    let (o, _, err) = golden(&["record"], &p);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err.contains("case `a`: unknown engine `gpu`"), "{err}");
+}
