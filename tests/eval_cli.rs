@@ -10,12 +10,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn spikerc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_spikerc")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_spikerc"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn ok(args: &[&str]) -> Output {
     let o = spikerc(args);
-    assert!(o.status.success(), "spikerc {args:?} failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "spikerc {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     o
 }
 
@@ -33,7 +40,11 @@ fn clean_set(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     for (k, (w, h)) in [(30u32, 22u32), (25, 27)].into_iter().enumerate() {
         image::RgbImage::from_fn(w, h, |x, y| {
-            image::Rgb([(x * 8 + k as u32 * 30) as u8, (y * 9) as u8, ((x + y) * 4) as u8])
+            image::Rgb([
+                (x * 8 + k as u32 * 30) as u8,
+                (y * 9) as u8,
+                ((x + y) * 4) as u8,
+            ])
         })
         .save(d.join(format!("img{k}.png")))
         .unwrap();
@@ -52,29 +63,70 @@ fn eval_is_deterministic_and_engines_agree() {
     let data = clean_set(d.path());
     let fx = fixture();
     let art = d.path().join("m.spk");
-    ok(&["compile", s(&fx.join("model.safetensors")), "--config", s(&fx.join("meta.json")), "-o", s(&art)]);
+    ok(&[
+        "compile",
+        s(&fx.join("model.safetensors")),
+        "--config",
+        s(&fx.join("meta.json")),
+        "-o",
+        s(&art),
+    ]);
     let j = |n: &str| d.path().join(n);
-    let base = ["eval", s(&art), "--data", s(&data), "--sigma", "25", "--quiet", "--threads", "1"];
+    let base = [
+        "eval",
+        s(&art),
+        "--data",
+        s(&data),
+        "--sigma",
+        "25",
+        "--quiet",
+        "--threads",
+        "1",
+    ];
     ok(&[&base[..], &["--json", s(&j("a.json"))]].concat());
     ok(&[&base[..], &["--json", s(&j("b.json"))]].concat());
     let (a, b) = (report(&j("a.json")), report(&j("b.json")));
     assert_eq!(a, b, "a second run must give identical numbers");
     let imgs = a["images"].as_array().unwrap();
     assert_eq!(imgs.len(), 2);
-    assert_eq!((imgs[0]["name"].as_str().unwrap(), imgs[0]["height"].as_u64().unwrap(), imgs[0]["width"].as_u64().unwrap()), ("img0.png", 22, 30));
+    assert_eq!(
+        (
+            imgs[0]["name"].as_str().unwrap(),
+            imgs[0]["height"].as_u64().unwrap(),
+            imgs[0]["width"].as_u64().unwrap()
+        ),
+        ("img0.png", 22, 30)
+    );
     for i in imgs {
         assert!(i["psnr"].as_f64().unwrap().is_finite() && i["ssim"].as_f64().unwrap() <= 1.0);
     }
     // Another noise seed gives other noise.
     ok(&[&base[..], &["--seed", "1", "--json", s(&j("c.json"))]].concat());
-    assert_ne!(report(&j("c.json"))["mean_input_psnr"], a["mean_input_psnr"]);
+    assert_ne!(
+        report(&j("c.json"))["mean_input_psnr"],
+        a["mean_input_psnr"]
+    );
     // The interpreter is bit-identical to the runtime.
-    ok(&[&base[..], &["--engine", "interp", "--json", s(&j("i.json"))]].concat());
+    ok(&[
+        &base[..],
+        &["--engine", "interp", "--json", s(&j("i.json"))],
+    ]
+    .concat());
     assert_eq!(report(&j("i.json")), a);
     // The checkpoint through libtorch: same numbers up to float noise.
     #[cfg(feature = "torch")]
     {
-        ok(&["eval", s(&fx.join("model.safetensors")), "--config", s(&fx.join("meta.json")), "--data", s(&data), "--quiet", "--json", s(&j("t.json"))]);
+        ok(&[
+            "eval",
+            s(&fx.join("model.safetensors")),
+            "--config",
+            s(&fx.join("meta.json")),
+            "--data",
+            s(&data),
+            "--quiet",
+            "--json",
+            s(&j("t.json")),
+        ]);
         let t = report(&j("t.json"));
         let doc: Value = serde_json::from_slice(&std::fs::read(j("t.json")).unwrap()).unwrap();
         assert_eq!(doc["engine"], "torch");
@@ -89,16 +141,41 @@ fn derain_pairs_and_bad_inputs() {
     let d = tempfile::tempdir().unwrap();
     let fx = fixture();
     let art = d.path().join("m.spk");
-    ok(&["compile", s(&fx.join("model.safetensors")), "--config", s(&fx.join("meta.json")), "--precision", "f16", "-o", s(&art)]);
+    ok(&[
+        "compile",
+        s(&fx.join("model.safetensors")),
+        "--config",
+        s(&fx.join("meta.json")),
+        "--precision",
+        "f16",
+        "-o",
+        s(&art),
+    ]);
     let pairs = d.path().join("rain");
     for sub in ["input", "target"] {
         std::fs::create_dir_all(pairs.join(sub)).unwrap();
     }
-    let img = |p: PathBuf, off: u8| image::RgbImage::from_fn(20, 16, |x, y| image::Rgb([x as u8 * 10 + off, y as u8 * 12, 90])).save(p).unwrap();
+    let img = |p: PathBuf, off: u8| {
+        image::RgbImage::from_fn(20, 16, |x, y| {
+            image::Rgb([x as u8 * 10 + off, y as u8 * 12, 90])
+        })
+        .save(p)
+        .unwrap()
+    };
     img(pairs.join("input/rain-001.png"), 20);
     img(pairs.join("target/norain-001.png"), 0);
     let json = d.path().join("r.json");
-    let o = ok(&["eval", s(&art), "--data", s(&pairs), "--task", "derain", "--quiet", "--json", s(&json)]);
+    let o = ok(&[
+        "eval",
+        s(&art),
+        "--data",
+        s(&pairs),
+        "--task",
+        "derain",
+        "--quiet",
+        "--json",
+        s(&json),
+    ]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("[runtime f16]"));
     let r = report(&json);
     assert_eq!(r["images"][0]["name"], "rain-001.png");
@@ -107,9 +184,27 @@ fn derain_pairs_and_bad_inputs() {
     // Bad inputs: one error line naming the thing, non-zero exit, no JSON written.
     let out = d.path().join("bad.json");
     let cases: Vec<(&str, Vec<String>)> = vec![
-        ("missing_data_dir", vec!["--data".into(), s(&d.path().join("nope")).into()]),
-        ("pairs_without_target_folder", vec!["--data".into(), s(&pairs.join("input")).into(), "--task".into(), "dehaze".into()]),
-        ("negative_sigma", vec!["--data".into(), s(&pairs.join("target")).into(), "--sigma=-3".into()]),
+        (
+            "missing_data_dir",
+            vec!["--data".into(), s(&d.path().join("nope")).into()],
+        ),
+        (
+            "pairs_without_target_folder",
+            vec![
+                "--data".into(),
+                s(&pairs.join("input")).into(),
+                "--task".into(),
+                "dehaze".into(),
+            ],
+        ),
+        (
+            "negative_sigma",
+            vec![
+                "--data".into(),
+                s(&pairs.join("target")).into(),
+                "--sigma=-3".into(),
+            ],
+        ),
     ];
     img(pairs.join("input/rain-002.png"), 0);
     let mut all = String::new();
@@ -123,8 +218,20 @@ fn derain_pairs_and_bad_inputs() {
         assert_eq!(err.lines().count(), 1, "{name}: {err}");
         all.push_str(&format!("{name}: {err}"));
     }
-    let o = spikerc(&["eval", s(&art), "--data", s(&pairs), "--task", "derain", "--json", s(&out)]);
+    let o = spikerc(&[
+        "eval",
+        s(&art),
+        "--data",
+        s(&pairs),
+        "--task",
+        "derain",
+        "--json",
+        s(&out),
+    ]);
     assert!(!o.status.success() && !out.exists());
-    all.push_str(&format!("unpaired_input: {}", String::from_utf8_lossy(&o.stderr).replace(s(d.path()), "$TMP")));
+    all.push_str(&format!(
+        "unpaired_input: {}",
+        String::from_utf8_lossy(&o.stderr).replace(s(d.path()), "$TMP")
+    ));
     insta::assert_snapshot!("eval_errors", all);
 }

@@ -9,8 +9,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn ok(args: &[&str]) {
-    let o = Command::new(env!("CARGO_BIN_EXE_spikerc")).args(args).output().unwrap();
-    assert!(o.status.success(), "spikerc {args:?} failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(env!("CARGO_BIN_EXE_spikerc"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "spikerc {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 fn s(p: &Path) -> &str {
@@ -27,18 +34,53 @@ fn shipped_model_compiles_to_f16_and_denoises() {
     let m = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/trained/denoise-l3-d8");
     let d = tempfile::tempdir().unwrap();
     let art = d.path().join("m16.spk");
-    ok(&["compile", s(&m.join("model.safetensors")), "--config", s(&m.join("meta.json")), "--precision", "f16", "-o", s(&art)]);
+    ok(&[
+        "compile",
+        s(&m.join("model.safetensors")),
+        "--config",
+        s(&m.join("meta.json")),
+        "--precision",
+        "f16",
+        "-o",
+        s(&art),
+    ]);
     let data = common::shared_dir().join("data/test/CBSD68");
     let j16 = d.path().join("f16.json");
-    ok(&["eval", s(&art), "--data", s(&data), "--limit", "1", "--quiet", "--json", s(&j16)]);
+    ok(&[
+        "eval",
+        s(&art),
+        "--data",
+        s(&data),
+        "--limit",
+        "1",
+        "--quiet",
+        "--json",
+        s(&j16),
+    ]);
     let p16 = mean_psnr(&j16);
     // Noisy input is about 20.5 dB on this image; the trained model must clearly restore it.
     assert!(p16 > 25.0, "f16 artifact PSNR {p16}");
     #[cfg(feature = "torch")]
     {
         let jt = d.path().join("t.json");
-        ok(&["eval", s(&m.join("model.safetensors")), "--config", s(&m.join("meta.json")), "--data", s(&data), "--limit", "1", "--quiet", "--json", s(&jt)]);
+        ok(&[
+            "eval",
+            s(&m.join("model.safetensors")),
+            "--config",
+            s(&m.join("meta.json")),
+            "--data",
+            s(&data),
+            "--limit",
+            "1",
+            "--quiet",
+            "--json",
+            s(&jt),
+        ]);
         let pt = mean_psnr(&jt);
-        assert!((pt - p16).abs() < 0.05, "deployment loss {} dB (torch f32 {pt}, f16 {p16})", pt - p16);
+        assert!(
+            (pt - p16).abs() < 0.05,
+            "deployment loss {} dB (torch f32 {pt}, f16 {p16})",
+            pt - p16
+        );
     }
 }

@@ -92,14 +92,20 @@ fn runtime(art: Artifact) -> Engine {
 fn is_artifact(path: &std::path::Path) -> anyhow::Result<bool> {
     use std::io::Read;
     let mut head = [0u8; 8];
-    let mut f = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let n = f.read(&mut head).with_context(|| format!("{}: cannot read", path.display()))?;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let n = f
+        .read(&mut head)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
     Ok(Artifact::sniff(&head[..n]))
 }
 
 pub fn main(a: Args) -> anyhow::Result<()> {
     let task = match a.task {
-        EvalTask::Denoise => Task::Denoise { sigma: a.sigma, seed: a.seed },
+        EvalTask::Denoise => Task::Denoise {
+            sigma: a.sigma,
+            seed: a.seed,
+        },
         EvalTask::Derain => Task::Derain,
         EvalTask::Dehaze => Task::Dehaze,
     };
@@ -112,40 +118,75 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     }
     let artifact = is_artifact(&a.model)?;
     let engine = match (artifact, a.engine) {
-        (true, EvalEngine::Torch) => bail!("{}: is a compiled artifact; --engine torch needs a checkpoint", a.model.display()),
+        (true, EvalEngine::Torch) => bail!(
+            "{}: is a compiled artifact; --engine torch needs a checkpoint",
+            a.model.display()
+        ),
         (true, EvalEngine::Interp) => Engine::Interp(Box::new(Artifact::load(&a.model)?)),
         (true, _) => runtime(Artifact::load(&a.model)?),
         #[cfg(feature = "torch")]
-        (false, EvalEngine::Auto | EvalEngine::Torch) => {
-            Engine::Torch(spikerc_models::eval::torch::TorchModel::load(&a.model, &a.hyper.resolve()?)?)
-        }
+        (false, EvalEngine::Auto | EvalEngine::Torch) => Engine::Torch(
+            spikerc_models::eval::torch::TorchModel::load(&a.model, &a.hyper.resolve()?)?,
+        ),
         #[cfg(not(feature = "torch"))]
-        (false, EvalEngine::Torch) => bail!("--engine torch needs spikerc built with the `torch` feature"),
-        (false, EvalEngine::Interp) => Engine::Interp(Box::new(spikerc_models::compile_checkpoint(&a.model, &a.hyper.resolve()?, a.precision)?)),
-        (false, _) => runtime(spikerc_models::compile_checkpoint(&a.model, &a.hyper.resolve()?, a.precision)?),
+        (false, EvalEngine::Torch) => {
+            bail!("--engine torch needs spikerc built with the `torch` feature")
+        }
+        (false, EvalEngine::Interp) => Engine::Interp(Box::new(
+            spikerc_models::compile_checkpoint(&a.model, &a.hyper.resolve()?, a.precision)?,
+        )),
+        (false, _) => runtime(spikerc_models::compile_checkpoint(
+            &a.model,
+            &a.hyper.resolve()?,
+            a.precision,
+        )?),
     };
     let (engine_name, precision, divisor) = match &engine {
-        Engine::Interp(art) => ("interp", art.meta.precision.to_string(), art.graph.spatial_divisor()),
-        Engine::Runtime(art, _) => ("runtime", art.meta.precision.to_string(), art.graph.spatial_divisor()),
+        Engine::Interp(art) => (
+            "interp",
+            art.meta.precision.to_string(),
+            art.graph.spatial_divisor(),
+        ),
+        Engine::Runtime(art, _) => (
+            "runtime",
+            art.meta.precision.to_string(),
+            art.graph.spatial_divisor(),
+        ),
         #[cfg(feature = "torch")]
         Engine::Torch(m) => ("torch", "f32".to_string(), m.spatial_divisor()),
     };
     let t0 = Instant::now();
     let quiet = a.quiet;
-    let opts = spikerc_runtime::RunOptions { threads: a.threads, profile: false };
+    let opts = spikerc_runtime::RunOptions {
+        threads: a.threads,
+        profile: false,
+    };
     let report = evaluate(
         task,
         &cases,
         divisor,
         |x| match &engine {
-            Engine::Interp(art) => interp::run(&art.graph, x).map(|mut e| e.outputs.swap_remove(0)).map_err(|e| e.to_string()),
-            Engine::Runtime(_, prog) => prog.run(x, &opts).map(|mut r| r.outputs.swap_remove(0)).map_err(|e| e.to_string()),
+            Engine::Interp(art) => interp::run(&art.graph, x)
+                .map(|mut e| e.outputs.swap_remove(0))
+                .map_err(|e| e.to_string()),
+            Engine::Runtime(_, prog) => prog
+                .run(x, &opts)
+                .map(|mut r| r.outputs.swap_remove(0))
+                .map_err(|e| e.to_string()),
             #[cfg(feature = "torch")]
             Engine::Torch(m) => m.restore(x),
         },
         |i, s| {
             if !quiet {
-                eprintln!("[{}/{}] {}: PSNR {:.3} dB (input {:.3}) SSIM {:.4}", i + 1, cases.len(), s.name, s.psnr, s.input_psnr, s.ssim);
+                eprintln!(
+                    "[{}/{}] {}: PSNR {:.3} dB (input {:.3}) SSIM {:.4}",
+                    i + 1,
+                    cases.len(),
+                    s.name,
+                    s.psnr,
+                    s.input_psnr,
+                    s.ssim
+                );
             }
         },
     )?;
@@ -165,7 +206,8 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             "metrics": "PSNR and SSIM on 8-bit RGB (output clamped to [0,1], x255, rounded); SSIM: 11x11 Gaussian sigma 1.5, K1 0.01, K2 0.03, valid windows, mean over R,G,B",
             "wall_seconds": wall,
         });
-        write_atomic(p, &serde_json::to_vec_pretty(&doc)?).with_context(|| format!("writing {}", p.display()))?;
+        write_atomic(p, &serde_json::to_vec_pretty(&doc)?)
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     println!(
         "{} [{engine_name} {precision}] on {} ({}, {} images): PSNR {:.3} dB (input {:.3}), SSIM {:.4} in {:.1}s",

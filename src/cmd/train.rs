@@ -143,13 +143,20 @@ fn blocks(name: &str, given: &Option<Vec<usize>>, levels: usize) -> anyhow::Resu
     match given {
         None => Ok(vec![1; levels]),
         Some(v) if v.len() == levels => Ok(v.clone()),
-        Some(v) => bail!("--{name} lists {} levels ({v:?}) but --levels is {levels}", v.len()),
+        Some(v) => bail!(
+            "--{name} lists {} levels ({v:?}) but --levels is {levels}",
+            v.len()
+        ),
     }
 }
 
 pub fn main(a: Args) -> anyhow::Result<()> {
     if a.levels == 0 || a.dim == 0 {
-        bail!("--levels ({}) and --dim ({}) must be positive", a.levels, a.dim);
+        bail!(
+            "--levels ({}) and --dim ({}) must be positive",
+            a.levels,
+            a.dim
+        );
     }
     let hp = a.hyper.resolve()?;
     hp.validate()?;
@@ -172,7 +179,10 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             if !(a.sigma >= 0.0 && a.sigma.is_finite()) {
                 bail!("--sigma {} must be a finite number >= 0", a.sigma);
             }
-            Degradation::Noise { lo: a.sigma, hi: a.sigma }
+            Degradation::Noise {
+                lo: a.sigma,
+                hi: a.sigma,
+            }
         }
         _ => Degradation::Paired,
     };
@@ -187,7 +197,11 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         (None, TrainTask::Denoise) => shared_dir().join("data/test/CBSD68"),
         (None, t) => bail!("--val-data is required for {t:?}"),
     };
-    let val_sigma = a.val_sigma.unwrap_or(if a.sigma_range.is_some() { 25.0 } else { a.sigma });
+    let val_sigma = a.val_sigma.unwrap_or(if a.sigma_range.is_some() {
+        25.0
+    } else {
+        a.sigma
+    });
     if let Some(t) = a.threads {
         spikerc_models::train::trainer::set_threads(t);
     }
@@ -215,7 +229,14 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     };
     let t_load = Instant::now();
     let train = TrainSet::load(&data, degradation, a.limit_images)?;
-    let val = ValSet::load(&val_data, paired, a.val_images, a.val_crop, 1 << (a.levels - 1), val_sigma)?;
+    let val = ValSet::load(
+        &val_data,
+        paired,
+        a.val_images,
+        a.val_crop,
+        1 << (a.levels - 1),
+        val_sigma,
+    )?;
     eprintln!(
         "training {} on {} images of {} ({:.1}s to load), validating on {} crops of {}",
         arch.summary(),
@@ -234,9 +255,15 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         teacher: a.teacher.clone(),
         stop_after: a.stop_after,
     };
-    let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
+    let bar = if a.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
     bar.set_style(
-        ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} {elapsed}<{eta} {msg}").expect("valid template").progress_chars("=> "),
+        ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} {elapsed}<{eta} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
     );
     let t0 = Instant::now();
     let mut last_val = f64::NAN;
@@ -253,17 +280,28 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         }
         Event::Val(p) => {
             last_val = p.val_psnr;
-            bar.println(format!("{:>8} step {:>6}: val PSNR {:.3} dB (loss {:.4})", p.phase, p.step, p.val_psnr, p.loss));
+            bar.println(format!(
+                "{:>8} step {:>6}: val PSNR {:.3} dB (loss {:.4})",
+                p.phase, p.step, p.val_psnr, p.loss
+            ));
         }
     })?;
     bar.finish_and_clear();
     let wall = t0.elapsed().as_secs_f64();
     if !prog.finished {
-        println!("stopped at {} step {} after {wall:.0}s; continue with the same options and --resume", prog.phase, prog.step);
+        println!(
+            "stopped at {} step {} after {wall:.0}s; continue with the same options and --resume",
+            prog.phase, prog.step
+        );
         return Ok(());
     }
     write_atomic(&a.out.join("curve.csv"), curve_csv(&prog.curve).as_bytes())?;
-    let final_val = prog.curve.iter().rev().find(|p| p.phase == "student").map(|p| p.val_psnr);
+    let final_val = prog
+        .curve
+        .iter()
+        .rev()
+        .find(|p| p.phase == "student")
+        .map(|p| p.val_psnr);
     let meta = json!({
         "architecture": "spikerir",
         "dim": arch.dim,

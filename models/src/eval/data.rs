@@ -33,14 +33,27 @@ impl Rgb8 {
 pub fn load_rgb8(path: &Path) -> Result<Rgb8, EvalError> {
     let p = path.display().to_string();
     let img = image::ImageReader::open(path)
-        .map_err(|e| EvalError::Io { path: p.clone(), reason: e.to_string() })?
+        .map_err(|e| EvalError::Io {
+            path: p.clone(),
+            reason: e.to_string(),
+        })?
         .with_guessed_format()
-        .map_err(|e| EvalError::Io { path: p.clone(), reason: e.to_string() })?
+        .map_err(|e| EvalError::Io {
+            path: p.clone(),
+            reason: e.to_string(),
+        })?
         .decode()
-        .map_err(|e| EvalError::Image { path: p.clone(), reason: e.to_string() })?;
+        .map_err(|e| EvalError::Image {
+            path: p.clone(),
+            reason: e.to_string(),
+        })?;
     let channels = img.color().channel_count();
     if channels != 3 {
-        return Err(EvalError::Channels { path: p, channels: channels.into(), color: format!("{:?}", img.color()) });
+        return Err(EvalError::Channels {
+            path: p,
+            channels: channels.into(),
+            color: format!("{:?}", img.color()),
+        });
     }
     let rgb = img.to_rgb8();
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
@@ -56,17 +69,28 @@ pub fn load_rgb8(path: &Path) -> Result<Rgb8, EvalError> {
 fn is_image(p: &Path) -> bool {
     p.is_file()
         && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-            matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg" | "bmp" | "tif" | "tiff")
+            matches!(
+                e.to_ascii_lowercase().as_str(),
+                "png" | "jpg" | "jpeg" | "bmp" | "tif" | "tiff"
+            )
         })
 }
 
 /// The image files of a folder, sorted by file name.
 pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>, EvalError> {
-    let rd = std::fs::read_dir(dir).map_err(|e| EvalError::Io { path: dir.display().to_string(), reason: e.to_string() })?;
-    let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_image(p)).collect();
+    let rd = std::fs::read_dir(dir).map_err(|e| EvalError::Io {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| is_image(p))
+        .collect();
     files.sort();
     if files.is_empty() {
-        return Err(EvalError::NoImages { dir: dir.display().to_string() });
+        return Err(EvalError::NoImages {
+            dir: dir.display().to_string(),
+        });
     }
     Ok(files)
 }
@@ -80,7 +104,9 @@ pub struct Pair {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The name with its leading non-digit prefix dropped (`norain-001.png` -> `001.png`).
@@ -95,7 +121,10 @@ pub fn pair_dir(dir: &Path) -> Result<Vec<Pair>, EvalError> {
         if !d.is_dir() {
             return Err(EvalError::Layout {
                 dir: dir.display().to_string(),
-                reason: format!("no `{}` folder (pairs need `input/` and `target/`)", file_name(d)),
+                reason: format!(
+                    "no `{}` folder (pairs need `input/` and `target/`)",
+                    file_name(d)
+                ),
             });
         }
     }
@@ -104,7 +133,10 @@ pub fn pair_dir(dir: &Path) -> Result<Vec<Pair>, EvalError> {
     let by_name: BTreeMap<String, &PathBuf> = targets.iter().map(|t| (file_name(t), t)).collect();
     let mut by_key: BTreeMap<String, Vec<&PathBuf>> = BTreeMap::new();
     for t in &targets {
-        by_key.entry(pairing_key(&file_name(t)).to_string()).or_default().push(t);
+        by_key
+            .entry(pairing_key(&file_name(t)).to_string())
+            .or_default()
+            .push(t);
     }
     let mut pairs = Vec::with_capacity(inputs.len());
     for i in &inputs {
@@ -114,19 +146,38 @@ pub fn pair_dir(dir: &Path) -> Result<Vec<Pair>, EvalError> {
             None => match by_key.get(pairing_key(&name)).map(Vec::as_slice) {
                 Some([t]) => (*t).clone(),
                 Some(many) => {
-                    return Err(EvalError::Pairing { input: i.display().to_string(), reason: format!("{} targets match", many.len()) })
+                    return Err(EvalError::Pairing {
+                        input: i.display().to_string(),
+                        reason: format!("{} targets match", many.len()),
+                    })
                 }
-                None => return Err(EvalError::Pairing { input: i.display().to_string(), reason: "no target matches".into() }),
+                None => {
+                    return Err(EvalError::Pairing {
+                        input: i.display().to_string(),
+                        reason: "no target matches".into(),
+                    })
+                }
             },
         };
-        pairs.push(Pair { name, input: i.clone(), target });
+        pairs.push(Pair {
+            name,
+            input: i.clone(),
+            target,
+        });
     }
     Ok(pairs)
 }
 
 /// Denoising cases: every image of `dir` is its own target.
 pub fn clean_dir(dir: &Path) -> Result<Vec<Pair>, EvalError> {
-    Ok(list_images(dir)?.into_iter().map(|p| Pair { name: file_name(&p), input: p.clone(), target: p }).collect())
+    Ok(list_images(dir)?
+        .into_iter()
+        .map(|p| Pair {
+            name: file_name(&p),
+            input: p.clone(),
+            target: p,
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -134,7 +185,9 @@ mod tests {
     use super::*;
 
     fn touch_png(p: &Path) {
-        image::RgbImage::from_pixel(4, 3, image::Rgb([10, 20, 30])).save(p).unwrap();
+        image::RgbImage::from_pixel(4, 3, image::Rgb([10, 20, 30]))
+            .save(p)
+            .unwrap();
     }
 
     #[test]
@@ -149,7 +202,10 @@ mod tests {
             touch_png(&d.path().join("target").join(n));
         }
         let pairs = pair_dir(d.path()).unwrap();
-        let got: Vec<(String, String)> = pairs.iter().map(|p| (p.name.clone(), file_name(&p.target))).collect();
+        let got: Vec<(String, String)> = pairs
+            .iter()
+            .map(|p| (p.name.clone(), file_name(&p.target)))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -173,7 +229,10 @@ mod tests {
         touch_png(&d.path().join("input").join("rain-009.png"));
         touch_png(&d.path().join("target").join("norain-001.png"));
         let e = pair_dir(d.path()).unwrap_err();
-        assert!(e.to_string().contains("rain-009.png") && e.to_string().contains("no target"), "{e}");
+        assert!(
+            e.to_string().contains("rain-009.png") && e.to_string().contains("no target"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -25,7 +25,11 @@ pub fn psnr(a: &[f32], b: &[f32]) -> f64 {
 /// Mean squared error in f64.
 pub fn mse(a: &[f32], b: &[f32]) -> f64 {
     let n = a.len().max(1) as f64;
-    a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum::<f64>() / n
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum::<f64>()
+        / n
 }
 
 /// The normalised 1-D Gaussian of the SSIM window (11 taps, sigma 1.5); the 2-D window is its
@@ -50,7 +54,14 @@ pub fn ssim(a: &[f32], b: &[f32], channels: usize, h: usize, w: usize) -> Option
         return None;
     }
     let total: f64 = (0..channels)
-        .map(|c| ssim_plane(&a[c * h * w..(c + 1) * h * w], &b[c * h * w..(c + 1) * h * w], h, w))
+        .map(|c| {
+            ssim_plane(
+                &a[c * h * w..(c + 1) * h * w],
+                &b[c * h * w..(c + 1) * h * w],
+                h,
+                w,
+            )
+        })
         .sum();
     Some(total / channels as f64)
 }
@@ -90,7 +101,8 @@ fn ssim_plane(a: &[f32], b: &[f32], h: usize, w: usize) -> f64 {
     for i in 0..n {
         let (ma, mb) = (mu_a[i], mu_b[i]);
         let (va, vb, cov) = (e_aa[i] - ma * ma, e_bb[i] - mb * mb, e_ab[i] - ma * mb);
-        sum += ((2.0 * ma * mb + C1) * (2.0 * cov + C2)) / ((ma * ma + mb * mb + C1) * (va + vb + C2));
+        sum +=
+            ((2.0 * ma * mb + C1) * (2.0 * cov + C2)) / ((ma * ma + mb * mb + C1) * (va + vb + C2));
     }
     sum / n as f64
 }
@@ -98,7 +110,9 @@ fn ssim_plane(a: &[f32], b: &[f32], h: usize, w: usize) -> f64 {
 /// Converts a `[0, 1]` float image to the 0–255 scale the way a saved 8-bit image would hold it:
 /// clamp to `[0, 1]`, multiply by 255, round half away from zero.
 pub fn quantize_u8(x: &[f32]) -> Vec<f32> {
-    x.iter().map(|&v| (v.clamp(0.0, 1.0) * 255.0).round()).collect()
+    x.iter()
+        .map(|&v| (v.clamp(0.0, 1.0) * 255.0).round())
+        .collect()
 }
 
 #[cfg(test)]
@@ -113,7 +127,9 @@ mod tests {
         assert!((psnr(&a, &b) - 20.0 * 255f64.log10()).abs() < 1e-12);
         assert!((psnr(&a, &b) - 48.130_803_608_679_1).abs() < 1e-9);
         // Half the pixels off by 10 -> MSE 50.
-        let c: Vec<f32> = (0..300).map(|i| if i % 2 == 0 { 110.0 } else { 100.0 }).collect();
+        let c: Vec<f32> = (0..300)
+            .map(|i| if i % 2 == 0 { 110.0 } else { 100.0 })
+            .collect();
         assert!((psnr(&a, &c) - 10.0 * (65025.0f64 / 50.0).log10()).abs() < 1e-12);
         assert_eq!(psnr(&a, &a), f64::INFINITY);
     }
@@ -123,7 +139,11 @@ mod tests {
         let (c, h, w) = (3, 24, 20);
         let a: Vec<f32> = (0..c * h * w).map(|i| (i * 37 % 251) as f32).collect();
         assert!((ssim(&a, &a, c, h, w).unwrap() - 1.0).abs() < 1e-12);
-        let b: Vec<f32> = a.iter().enumerate().map(|(i, &v)| (v + if i % 3 == 0 { 20.0 } else { -7.0 }).clamp(0.0, 255.0)).collect();
+        let b: Vec<f32> = a
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (v + if i % 3 == 0 { 20.0 } else { -7.0 }).clamp(0.0, 255.0))
+            .collect();
         let s = ssim(&a, &b, c, h, w).unwrap();
         assert!(s < 0.99 && s > 0.0, "ssim {s}");
         // Symmetric.
@@ -154,6 +174,9 @@ mod tests {
 
     #[test]
     fn quantize_clamps_and_rounds() {
-        assert_eq!(quantize_u8(&[-0.2, 0.0, 0.5, 1.0, 1.7, 0.2]), vec![0.0, 0.0, 128.0, 255.0, 255.0, 51.0]);
+        assert_eq!(
+            quantize_u8(&[-0.2, 0.0, 0.5, 1.0, 1.7, 0.2]),
+            vec![0.0, 0.0, 128.0, 255.0, 255.0, 51.0]
+        );
     }
 }

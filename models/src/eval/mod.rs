@@ -32,7 +32,11 @@ pub enum EvalError {
     #[error("{path}: cannot decode image: {reason}")]
     Image { path: String, reason: String },
     #[error("{path}: image has {channels} channel(s) ({color}); the model expects 3 (RGB)")]
-    Channels { path: String, channels: usize, color: String },
+    Channels {
+        path: String,
+        channels: usize,
+        color: String,
+    },
     #[error("{dir}: no images (png, jpg, jpeg, bmp, tif) found")]
     NoImages { dir: String },
     #[error("{dir}: {reason}")]
@@ -40,11 +44,22 @@ pub enum EvalError {
     #[error("{input}: cannot pair with a target: {reason}")]
     Pairing { input: String, reason: String },
     #[error("{input}: input is {ih}x{iw} but its target {target} is {th}x{tw}")]
-    SizeMismatch { input: String, target: String, ih: usize, iw: usize, th: usize, tw: usize },
+    SizeMismatch {
+        input: String,
+        target: String,
+        ih: usize,
+        iw: usize,
+        th: usize,
+        tw: usize,
+    },
     #[error("sigma must be a finite number >= 0, found {0}")]
     Sigma(f32),
     #[error("{name}: the model returned shape {found:?}, expected {expected:?}")]
-    OutputShape { name: String, found: Vec<usize>, expected: Vec<usize> },
+    OutputShape {
+        name: String,
+        found: Vec<usize>,
+        expected: Vec<usize>,
+    },
     #[error("{name}: {reason}")]
     Engine { name: String, reason: String },
 }
@@ -80,7 +95,11 @@ impl Task {
     pub fn load(&self, pair: &Pair) -> Result<(Array, Rgb8), EvalError> {
         let target = load_rgb8(&pair.target)?;
         let input = match self {
-            Task::Denoise { sigma, seed } => noise::add_gaussian(&target.to_unit(), *sigma, noise::image_seed(*seed, &pair.name)),
+            Task::Denoise { sigma, seed } => noise::add_gaussian(
+                &target.to_unit(),
+                *sigma,
+                noise::image_seed(*seed, &pair.name),
+            ),
             Task::Derain | Task::Dehaze => {
                 let inp = load_rgb8(&pair.input)?;
                 if (inp.h, inp.w) != (target.h, target.w) {
@@ -123,10 +142,19 @@ pub struct Report {
 }
 
 /// Scores a restored `[1, 3, H, W]` `[0, 1]` image against an 8-bit target.
-pub fn score(name: &str, input: &Array, restored: &Array, target: &Rgb8) -> Result<ImageScore, EvalError> {
+pub fn score(
+    name: &str,
+    input: &Array,
+    restored: &Array,
+    target: &Rgb8,
+) -> Result<ImageScore, EvalError> {
     let expected = vec![1, 3, target.h, target.w];
     if restored.shape != expected {
-        return Err(EvalError::OutputShape { name: name.into(), found: restored.shape.clone(), expected });
+        return Err(EvalError::OutputShape {
+            name: name.into(),
+            found: restored.shape.clone(),
+            expected,
+        });
     }
     let out = metrics::quantize_u8(&restored.data);
     let inp = metrics::quantize_u8(&input.data);
@@ -155,9 +183,16 @@ pub fn evaluate(
     for (i, pair) in cases.iter().enumerate() {
         let (input, target) = task.load(pair)?;
         let padded = input.pad_reflect_to_multiple(divisor.max(1));
-        let out = restore(&padded).map_err(|reason| EvalError::Engine { name: pair.name.clone(), reason })?;
+        let out = restore(&padded).map_err(|reason| EvalError::Engine {
+            name: pair.name.clone(),
+            reason,
+        })?;
         if out.shape.len() != 4 || out.shape[2] < target.h || out.shape[3] < target.w {
-            return Err(EvalError::OutputShape { name: pair.name.clone(), found: out.shape, expected: padded.shape });
+            return Err(EvalError::OutputShape {
+                name: pair.name.clone(),
+                found: out.shape,
+                expected: padded.shape,
+            });
         }
         let restored = out.crop(target.h, target.w);
         let s = score(&pair.name, &input, &restored, &target)?;
@@ -185,7 +220,9 @@ mod tests {
     use super::*;
 
     fn write_png(p: &Path, w: u32, h: u32, f: impl Fn(u32, u32) -> [u8; 3]) {
-        image::RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y))).save(p).unwrap();
+        image::RgbImage::from_fn(w, h, |x, y| image::Rgb(f(x, y)))
+            .save(p)
+            .unwrap();
     }
 
     #[test]
@@ -193,14 +230,24 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("input")).unwrap();
         std::fs::create_dir_all(d.path().join("target")).unwrap();
-        write_png(&d.path().join("input/a.png"), 21, 13, |x, y| [(x * 7) as u8, (y * 9) as u8, 100]);
-        write_png(&d.path().join("target/a.png"), 21, 13, |x, y| [(x * 7) as u8 + 1, (y * 9) as u8, 100]);
+        write_png(&d.path().join("input/a.png"), 21, 13, |x, y| {
+            [(x * 7) as u8, (y * 9) as u8, 100]
+        });
+        write_png(&d.path().join("target/a.png"), 21, 13, |x, y| {
+            [(x * 7) as u8 + 1, (y * 9) as u8, 100]
+        });
         let cases = Task::Derain.cases(d.path()).unwrap();
         let mut calls = vec![];
-        let r = evaluate(Task::Derain, &cases, 4, |x| {
-            calls.push(x.shape.clone());
-            Ok(x.clone())
-        }, |_, _| {})
+        let r = evaluate(
+            Task::Derain,
+            &cases,
+            4,
+            |x| {
+                calls.push(x.shape.clone());
+                Ok(x.clone())
+            },
+            |_, _| {},
+        )
         .unwrap();
         // Padded to a multiple of 4 for the model, cropped back for scoring.
         assert_eq!(calls, vec![vec![1, 3, 16, 24]]);
@@ -214,15 +261,24 @@ mod tests {
     #[test]
     fn denoising_is_deterministic_and_perfect_restoration_is_infinite() {
         let d = tempfile::tempdir().unwrap();
-        write_png(&d.path().join("x.png"), 16, 16, |x, y| [(x * 16) as u8, (y * 16) as u8, 50]);
-        let task = Task::Denoise { sigma: 25.0, seed: 0 };
+        write_png(&d.path().join("x.png"), 16, 16, |x, y| {
+            [(x * 16) as u8, (y * 16) as u8, 50]
+        });
+        let task = Task::Denoise {
+            sigma: 25.0,
+            seed: 0,
+        };
         let cases = task.cases(d.path()).unwrap();
         let (a, t) = task.load(&cases[0]).unwrap();
         let (b, _) = task.load(&cases[0]).unwrap();
         assert_eq!(a, b);
         // sigma 25 noise: input PSNR near 20.17 dB (before clipping/quantisation effects).
         let s = score("x", &a, &a, &t).unwrap();
-        assert!(s.input_psnr > 19.0 && s.input_psnr < 22.0, "{}", s.input_psnr);
+        assert!(
+            s.input_psnr > 19.0 && s.input_psnr < 22.0,
+            "{}",
+            s.input_psnr
+        );
         let perfect = Array::new(vec![1, 3, 16, 16], t.to_unit());
         let r = evaluate(task, &cases, 1, |_| Ok(perfect.clone()), |_, _| {}).unwrap();
         assert_eq!(r.mean_psnr, f64::INFINITY);
@@ -233,10 +289,30 @@ mod tests {
     fn wrong_output_shape_and_bad_sigma_are_errors() {
         let d = tempfile::tempdir().unwrap();
         write_png(&d.path().join("x.png"), 16, 16, |_, _| [1, 2, 3]);
-        assert!(matches!(Task::Denoise { sigma: f32::NAN, seed: 0 }.cases(d.path()), Err(EvalError::Sigma(_))));
-        let task = Task::Denoise { sigma: 5.0, seed: 0 };
+        assert!(matches!(
+            Task::Denoise {
+                sigma: f32::NAN,
+                seed: 0
+            }
+            .cases(d.path()),
+            Err(EvalError::Sigma(_))
+        ));
+        let task = Task::Denoise {
+            sigma: 5.0,
+            seed: 0,
+        };
         let cases = task.cases(d.path()).unwrap();
-        let e = evaluate(task, &cases, 1, |_| Ok(Array::zeros(vec![1, 1, 16, 16])), |_, _| {}).unwrap_err();
-        assert!(e.to_string().contains("x.png") && e.to_string().contains("[1, 1, 16, 16]"), "{e}");
+        let e = evaluate(
+            task,
+            &cases,
+            1,
+            |_| Ok(Array::zeros(vec![1, 1, 16, 16])),
+            |_, _| {},
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("x.png") && e.to_string().contains("[1, 1, 16, 16]"),
+            "{e}"
+        );
     }
 }

@@ -39,7 +39,11 @@ pub struct Batch {
 impl TrainSet {
     /// Loads a folder: every image for denoising, `input/`+`target/` pairs otherwise. `limit`
     /// keeps the first images only (sorted by name).
-    pub fn load(dir: &Path, degradation: Degradation, limit: Option<usize>) -> Result<TrainSet, EvalError> {
+    pub fn load(
+        dir: &Path,
+        degradation: Degradation,
+        limit: Option<usize>,
+    ) -> Result<TrainSet, EvalError> {
         let mut cases = match degradation {
             Degradation::Noise { .. } => eval::clean_dir(dir)?,
             Degradation::Paired => eval::pair_dir(dir)?,
@@ -69,12 +73,19 @@ impl TrainSet {
             };
             images.push((input, target));
         }
-        Ok(TrainSet { images, degradation })
+        Ok(TrainSet {
+            images,
+            degradation,
+        })
     }
 
     /// The smallest image side (patches must fit).
     pub fn min_side(&self) -> usize {
-        self.images.iter().map(|(_, t)| t.h.min(t.w)).min().unwrap_or(0)
+        self.images
+            .iter()
+            .map(|(_, t)| t.h.min(t.w))
+            .min()
+            .unwrap_or(0)
     }
 
     /// Draws a batch of `n` random `patch x patch` crops, each flipped horizontally and/or
@@ -94,7 +105,8 @@ impl TrainSet {
                         let sy = y0 + if fv { patch - 1 - y } else { y };
                         for x in 0..patch {
                             let sx = x0 + if fh { patch - 1 - x } else { x };
-                            out[c * pp + y * patch + x] = img.data[c * img.h * img.w + sy * img.w + sx] / 255.0;
+                            out[c * pp + y * patch + x] =
+                                img.data[c * img.h * img.w + sy * img.w + sx] / 255.0;
                         }
                     }
                 }
@@ -111,7 +123,12 @@ impl TrainSet {
                 (Degradation::Paired, None) => unreachable!("paired sets hold inputs"),
             }
         }
-        Batch { n, patch, input, target }
+        Batch {
+            n,
+            patch,
+            input,
+            target,
+        }
     }
 }
 
@@ -124,8 +141,19 @@ pub struct ValSet {
 }
 
 impl ValSet {
-    pub fn load(dir: &Path, paired: bool, count: usize, crop: usize, divisor: usize, val_sigma: f32) -> Result<ValSet, EvalError> {
-        let cases = if paired { eval::pair_dir(dir)? } else { eval::clean_dir(dir)? };
+    pub fn load(
+        dir: &Path,
+        paired: bool,
+        count: usize,
+        crop: usize,
+        divisor: usize,
+        val_sigma: f32,
+    ) -> Result<ValSet, EvalError> {
+        let cases = if paired {
+            eval::pair_dir(dir)?
+        } else {
+            eval::clean_dir(dir)?
+        };
         let mut items = Vec::new();
         for c in cases.iter().take(count.max(1)) {
             let t = eval::load_rgb8(&c.target)?;
@@ -134,7 +162,10 @@ impl ValSet {
             if h == 0 || w == 0 {
                 return Err(EvalError::Layout {
                     dir: dir.display().to_string(),
-                    reason: format!("{} is {}x{}, too small for validation crops divisible by {divisor}", c.name, t.h, t.w),
+                    reason: format!(
+                        "{} is {}x{}, too small for validation crops divisible by {divisor}",
+                        c.name, t.h, t.w
+                    ),
                 });
             }
             let center = |img: &Rgb8| {
@@ -143,7 +174,8 @@ impl ValSet {
                 for ch in 0..3 {
                     for y in 0..h {
                         for x in 0..w {
-                            d[ch * h * w + y * w + x] = img.data[ch * img.h * img.w + (y0 + y) * img.w + x0 + x];
+                            d[ch * h * w + y * w + x] =
+                                img.data[ch * img.h * img.w + (y0 + y) * img.w + x0 + x];
                         }
                     }
                 }
@@ -169,7 +201,10 @@ mod tests {
 
     fn set() -> TrainSet {
         let data: Vec<f32> = (0..3 * 10 * 12).map(|i| (i % 256) as f32).collect();
-        TrainSet { images: vec![(None, Rgb8 { h: 10, w: 12, data })], degradation: Degradation::Noise { lo: 0.0, hi: 0.0 } }
+        TrainSet {
+            images: vec![(None, Rgb8 { h: 10, w: 12, data })],
+            degradation: Degradation::Noise { lo: 0.0, hi: 0.0 },
+        }
     }
 
     #[test]
@@ -193,7 +228,13 @@ mod tests {
         s.degradation = Degradation::Noise { lo: 10.0, hi: 50.0 };
         let b = s.batch(2, 8, &mut ChaCha8Rng::seed_from_u64(0));
         assert_ne!(b.input, b.target);
-        let d: f32 = b.input.iter().zip(&b.target).map(|(x, y)| (x - y).abs()).sum::<f32>() / b.input.len() as f32;
+        let d: f32 = b
+            .input
+            .iter()
+            .zip(&b.target)
+            .map(|(x, y)| (x - y).abs())
+            .sum::<f32>()
+            / b.input.len() as f32;
         assert!(d > 0.02 && d < 0.2, "mean |noise| {d}");
     }
 }

@@ -29,7 +29,14 @@ pub fn cosine_lr(step: usize, total: usize, max: f64, min: f64) -> f64 {
 /// The seed of the random generator of step `step` of phase `phase` (0 teacher, 1 student):
 /// batches depend only on `(seed, phase, step)`, so resumed runs draw the same batches.
 pub fn step_seed(seed: u64, phase: u64, step: usize) -> u64 {
-    crate::eval::noise::fnv1a(&[seed.to_le_bytes(), phase.to_le_bytes(), (step as u64).to_le_bytes()].concat())
+    crate::eval::noise::fnv1a(
+        &[
+            seed.to_le_bytes(),
+            phase.to_le_bytes(),
+            (step as u64).to_le_bytes(),
+        ]
+        .concat(),
+    )
 }
 
 #[cfg(test)]

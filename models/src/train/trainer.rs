@@ -87,8 +87,17 @@ pub struct CurvePoint {
 /// What the trainer reports while it runs.
 #[derive(Clone, Debug)]
 pub enum Event {
-    Start { phase: &'static str, from: usize, total: usize },
-    Step { phase: &'static str, step: usize, loss: f64, lr: f64 },
+    Start {
+        phase: &'static str,
+        from: usize,
+        total: usize,
+    },
+    Step {
+        phase: &'static str,
+        step: usize,
+        loss: f64,
+        lr: f64,
+    },
     Val(CurvePoint),
 }
 
@@ -119,11 +128,18 @@ pub enum TrainError {
     #[error("{0}")]
     Config(String),
     #[error("training diverged: loss is {loss} at {phase} step {step}")]
-    Diverged { phase: String, step: usize, loss: f64 },
+    Diverged {
+        phase: String,
+        step: usize,
+        loss: f64,
+    },
 }
 
 fn file_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
-    TrainError::File { path: path.display().to_string(), reason: e.to_string() }
+    TrainError::File {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
 }
 
 /// The AdamW moments of a list of named parameters.
@@ -144,14 +160,25 @@ impl AdamW {
     fn new(stores: &[(&str, &nn::VarStore)], wd: f64) -> AdamW {
         let mut named: Vec<(String, Tensor)> = Vec::new();
         for (prefix, vs) in stores {
-            let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+            let mut vars: Vec<(String, Tensor)> = vs
+                .variables()
+                .into_iter()
+                .filter(|(_, t)| t.requires_grad())
+                .collect();
             vars.sort_by(|a, b| a.0.cmp(&b.0));
             named.extend(vars.into_iter().map(|(n, t)| (format!("{prefix}{n}"), t)));
         }
         let m = named.iter().map(|(_, t)| t.zeros_like()).collect();
         let v = named.iter().map(|(_, t)| t.zeros_like()).collect();
         let (names, params) = named.into_iter().unzip();
-        AdamW { names, params, m, v, t: 0, wd }
+        AdamW {
+            names,
+            params,
+            m,
+            v,
+            t: 0,
+            wd,
+        }
     }
 
     fn zero_grad(&mut self) {
@@ -192,8 +219,12 @@ impl AdamW {
 
     /// Restores moments and parameters (the projections live only here).
     fn load(&mut self, path: &Path) -> Result<(), TrainError> {
-        let map: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(path)?.into_iter().collect();
-        let get = |k: &str| map.get(k).ok_or_else(|| file_err(path, format!("optimizer state has no `{k}`")));
+        let map: std::collections::HashMap<String, Tensor> =
+            Tensor::read_safetensors(path)?.into_iter().collect();
+        let get = |k: &str| {
+            map.get(k)
+                .ok_or_else(|| file_err(path, format!("optimizer state has no `{k}`")))
+        };
         self.t = get("t")?.int64_value(&[]) as i32;
         for i in 0..self.names.len() {
             let n = &self.names[i];
@@ -212,7 +243,10 @@ pub fn image_loss(y: &Tensor, gt: &Tensor, fft_weight: f64) -> Tensor {
     if fft_weight == 0.0 {
         return l1;
     }
-    let f = |t: &Tensor| t.fft_rfft2(None::<&[i64]>, [-2i64, -1], "backward").view_as_real();
+    let f = |t: &Tensor| {
+        t.fft_rfft2(None::<&[i64]>, [-2i64, -1], "backward")
+            .view_as_real()
+    };
     l1 + f(y).l1_loss(&f(gt), Reduction::Mean) * fft_weight
 }
 
@@ -229,7 +263,11 @@ impl Hint {
             None => s.shallow_clone(),
         };
         let (ss, ts) = (s.size(), t.size());
-        let t = if ss[2..] != ts[2..] { t.adaptive_avg_pool2d([ss[2], ss[3]]) } else { t.shallow_clone() };
+        let t = if ss[2..] != ts[2..] {
+            t.adaptive_avg_pool2d([ss[2], ss[3]])
+        } else {
+            t.shallow_clone()
+        };
         let mse = s.mse_loss(&t, Reduction::Mean);
         if self.normalize {
             mse / (t.square().mean(tch::Kind::Float) + 1e-6)
@@ -255,12 +293,19 @@ pub struct Trainer<'a> {
 /// The teacher's hyperparameters: one time step (ReLU has no state, T copies would be equal),
 /// time-attention reduction 1 so its MLP has a unit.
 pub fn teacher_hp(hp: &HyperParams) -> HyperParams {
-    HyperParams { time_steps: 1, reduction_t: 1, ..hp.clone() }
+    HyperParams {
+        time_steps: 1,
+        reduction_t: 1,
+        ..hp.clone()
+    }
 }
 
 /// The teacher's architecture: the student's with the teacher's width.
 pub fn teacher_arch(cfg: &TrainConfig) -> Architecture {
-    Architecture { dim: cfg.teacher_dim, ..cfg.arch.clone() }
+    Architecture {
+        dim: cfg.teacher_dim,
+        ..cfg.arch.clone()
+    }
 }
 
 /// Mean validation PSNR (8-bit quantised output vs 8-bit target).
@@ -268,8 +313,14 @@ pub fn validate(net: &SpikerIr, val: &ValSet, device: Device) -> f64 {
     tch::no_grad(|| {
         let mut sum = 0.0;
         for (input, target) in &val.items {
-            let x = Tensor::from_slice(input).view([1, 3, target.h as i64, target.w as i64]).to_device(device);
-            let y = net.forward_t(&x, false).to_device(Device::Cpu).contiguous().view([-1]);
+            let x = Tensor::from_slice(input)
+                .view([1, 3, target.h as i64, target.w as i64])
+                .to_device(device);
+            let y = net
+                .forward_t(&x, false)
+                .to_device(Device::Cpu)
+                .contiguous()
+                .view([-1]);
             let y: Vec<f32> = Vec::try_from(&y).expect("f32 output");
             sum += metrics::psnr(&metrics::quantize_u8(&y), &target.data);
         }
@@ -293,13 +344,16 @@ impl Trainer<'_> {
             return Ok(None);
         }
         let text = std::fs::read_to_string(&p).map_err(|e| file_err(&p, e))?;
-        serde_json::from_str(&text).map(Some).map_err(|e| file_err(&p, e))
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| file_err(&p, e))
     }
 
     fn save_progress(&self, prog: &Progress) -> Result<(), TrainError> {
         let p = self.progress_path();
         let tmp = p.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(prog).expect("serialisable")).map_err(|e| file_err(&tmp, e))?;
+        std::fs::write(&tmp, serde_json::to_vec_pretty(prog).expect("serialisable"))
+            .map_err(|e| file_err(&tmp, e))?;
         std::fs::rename(&tmp, &p).map_err(|e| file_err(&p, e))
     }
 
@@ -310,25 +364,49 @@ impl Trainer<'_> {
     pub fn run(&self, resume: bool, on: &mut dyn FnMut(Event)) -> Result<Progress, TrainError> {
         let c = &self.cfg;
         // Reject impossible architectures before anything is written.
-        SpikerIr::new(&nn::VarStore::new(Device::Cpu).root(), &c.arch, &c.hp, Neuron::Lif)?;
+        SpikerIr::new(
+            &nn::VarStore::new(Device::Cpu).root(),
+            &c.arch,
+            &c.hp,
+            Neuron::Lif,
+        )?;
         if c.distill && self.teacher.is_none() {
-            SpikerIr::new(&nn::VarStore::new(Device::Cpu).root(), &teacher_arch(c), &teacher_hp(&c.hp), Neuron::Relu)?;
+            SpikerIr::new(
+                &nn::VarStore::new(Device::Cpu).root(),
+                &teacher_arch(c),
+                &teacher_hp(&c.hp),
+                Neuron::Relu,
+            )?;
         }
         if c.batch == 0 || c.patch == 0 {
-            return Err(TrainError::Config(format!("batch {} and patch {} must be positive", c.batch, c.patch)));
+            return Err(TrainError::Config(format!(
+                "batch {} and patch {} must be positive",
+                c.batch, c.patch
+            )));
         }
         let div = 1usize << (c.arch.levels - 1);
         if c.patch % div != 0 {
-            return Err(TrainError::Config(format!("patch {} is not divisible by 2^(levels-1) = {div}", c.patch)));
+            return Err(TrainError::Config(format!(
+                "patch {} is not divisible by 2^(levels-1) = {div}",
+                c.patch
+            )));
         }
         if self.train.min_side() < c.patch {
-            return Err(TrainError::Config(format!("patch {} is larger than the smallest training image side {}", c.patch, self.train.min_side())));
+            return Err(TrainError::Config(format!(
+                "patch {} is larger than the smallest training image side {}",
+                c.patch,
+                self.train.min_side()
+            )));
         }
         if self.train.images.is_empty() {
             return Err(TrainError::Config("the training set is empty".into()));
         }
         std::fs::create_dir_all(self.state_dir()).map_err(|e| file_err(&self.state_dir(), e))?;
-        let mut prog = if resume { self.load_progress()?.unwrap_or_default() } else { Progress::default() };
+        let mut prog = if resume {
+            self.load_progress()?.unwrap_or_default()
+        } else {
+            Progress::default()
+        };
         tch::manual_seed(c.seed as i64);
         let mut budget = self.stop_after.unwrap_or(usize::MAX);
 
@@ -336,16 +414,33 @@ impl Trainer<'_> {
         let mut teacher: Option<(nn::VarStore, SpikerIr)> = None;
         if c.distill {
             let tvs = nn::VarStore::new(self.device);
-            let tnet = SpikerIr::new(&tvs.root(), &teacher_arch(c), &teacher_hp(&c.hp), Neuron::Relu)?;
+            let tnet = SpikerIr::new(
+                &tvs.root(),
+                &teacher_arch(c),
+                &teacher_hp(&c.hp),
+                Neuron::Relu,
+            )?;
             let tpath = self.out.join("teacher.safetensors");
             if let Some(given) = &self.teacher {
                 load_checkpoint(&tvs, &Checkpoint::load(given)?)?;
             } else if prog.teacher_done {
                 load_checkpoint(&tvs, &Checkpoint::load(&tpath)?)?;
             } else if c.teacher_steps == 0 {
-                return Err(TrainError::Config("distillation needs a teacher: give --teacher FILE or --teacher-steps N > 0".into()));
+                return Err(TrainError::Config(
+                    "distillation needs a teacher: give --teacher FILE or --teacher-steps N > 0"
+                        .into(),
+                ));
             } else {
-                if !self.fit("teacher", &tvs, &tnet, None, c.teacher_steps, &mut prog, &mut budget, on)? {
+                if !self.fit(
+                    "teacher",
+                    &tvs,
+                    &tnet,
+                    None,
+                    c.teacher_steps,
+                    &mut prog,
+                    &mut budget,
+                    on,
+                )? {
                     return Ok(prog);
                 }
                 export_safetensors(&tvs, &tpath)?;
@@ -360,7 +455,16 @@ impl Trainer<'_> {
         // Student.
         let svs = nn::VarStore::new(self.device);
         let snet = SpikerIr::new(&svs.root(), &c.arch, &c.hp, Neuron::Lif)?;
-        if !self.fit("student", &svs, &snet, teacher.as_ref().map(|(_, t)| t), c.steps, &mut prog, &mut budget, on)? {
+        if !self.fit(
+            "student",
+            &svs,
+            &snet,
+            teacher.as_ref().map(|(_, t)| t),
+            c.steps,
+            &mut prog,
+            &mut budget,
+            on,
+        )? {
             return Ok(prog);
         }
         export_safetensors(&svs, &self.out.join("student.safetensors"))?;
@@ -389,18 +493,37 @@ impl Trainer<'_> {
             Some(t) => (1..=c.arch.levels)
                 .rev()
                 .map(|l| {
-                    let width = |a: &Architecture| if l == 1 && a.levels > 1 { 2 * a.width(1) } else { a.width(l) };
+                    let width = |a: &Architecture| {
+                        if l == 1 && a.levels > 1 {
+                            2 * a.width(1)
+                        } else {
+                            a.width(l)
+                        }
+                    };
                     let (sw, tw) = (width(&c.arch), width(&t.arch));
                     let adapted = c.hints == HintMode::Adapted;
-                    let proj = (adapted || sw != tw)
-                        .then(|| nn::conv2d(pvs.root() / format!("proj{l}"), sw as i64, tw as i64, 1, Default::default()));
-                    Hint { proj, normalize: adapted }
+                    let proj = (adapted || sw != tw).then(|| {
+                        nn::conv2d(
+                            pvs.root() / format!("proj{l}"),
+                            sw as i64,
+                            tw as i64,
+                            1,
+                            Default::default(),
+                        )
+                    });
+                    Hint {
+                        proj,
+                        normalize: adapted,
+                    }
                 })
                 .collect(),
         };
         let mut opt = AdamW::new(&[("", vs), ("hint.", &pvs)], c.weight_decay);
         let sd = self.state_dir();
-        let (ckpt_model, ckpt_opt) = (sd.join(format!("{phase}.safetensors")), sd.join(format!("{phase}.optim.safetensors")));
+        let (ckpt_model, ckpt_opt) = (
+            sd.join(format!("{phase}.safetensors")),
+            sd.join(format!("{phase}.optim.safetensors")),
+        );
         let mut start = 0;
         if prog.phase == phase && prog.step > 0 {
             load_checkpoint(vs, &Checkpoint::load(&ckpt_model)?)?;
@@ -419,12 +542,28 @@ impl Trainer<'_> {
         }
         prog.phase = phase.to_string();
         let phase_id = if phase == "teacher" { 0 } else { 1 };
-        on(Event::Start { phase, from: start, total });
+        on(Event::Start {
+            phase,
+            from: start,
+            total,
+        });
         let t0 = Instant::now();
-        let wall0 = prog.curve.iter().rev().find(|p| p.phase == phase).map_or(0.0, |p| p.wall_s);
+        let wall0 = prog
+            .curve
+            .iter()
+            .rev()
+            .find(|p| p.phase == phase)
+            .map_or(0.0, |p| p.wall_s);
         if start == 0 {
             let v = validate(net, self.val, self.device);
-            let point = CurvePoint { phase: phase.into(), step: 0, lr: c.lr_max, loss: f64::NAN, val_psnr: v, wall_s: 0.0 };
+            let point = CurvePoint {
+                phase: phase.into(),
+                step: 0,
+                lr: c.lr_max,
+                loss: f64::NAN,
+                val_psnr: v,
+                wall_s: 0.0,
+            };
             on(Event::Val(point.clone()));
             prog.curve.push(point);
         }
@@ -438,8 +577,12 @@ impl Trainer<'_> {
             let lr = cosine_lr(step, total, c.lr_max, c.lr_min);
             let mut rng = ChaCha8Rng::seed_from_u64(step_seed(c.seed, phase_id, step));
             let b = self.train.batch(c.batch, c.patch, &mut rng);
-            let x = Tensor::from_slice(&b.input).view([n, 3, p, p]).to_device(self.device);
-            let gt = Tensor::from_slice(&b.target).view([n, 3, p, p]).to_device(self.device);
+            let x = Tensor::from_slice(&b.input)
+                .view([n, 3, p, p])
+                .to_device(self.device);
+            let gt = Tensor::from_slice(&b.target)
+                .view([n, 3, p, p])
+                .to_device(self.device);
             let (y, feats) = net.forward_features(&x, true);
             let mut loss = image_loss(&y, &gt, c.fft_weight);
             if let Some(t) = teacher {
@@ -453,11 +596,20 @@ impl Trainer<'_> {
             opt.step(lr);
             let lv = loss.double_value(&[]);
             if !lv.is_finite() {
-                return Err(TrainError::Diverged { phase: phase.into(), step, loss: lv });
+                return Err(TrainError::Diverged {
+                    phase: phase.into(),
+                    step,
+                    loss: lv,
+                });
             }
             loss_sum += lv;
             loss_n += 1;
-            on(Event::Step { phase, step: step + 1, loss: lv, lr });
+            on(Event::Step {
+                phase,
+                step: step + 1,
+                loss: lv,
+                lr,
+            });
             let done = step + 1;
             if c.val_every > 0 && (done % c.val_every == 0 || done == total) {
                 let v = validate(net, self.val, self.device);
@@ -488,7 +640,10 @@ impl Trainer<'_> {
 pub fn curve_csv(curve: &[CurvePoint]) -> String {
     let mut s = String::from("phase,step,lr,loss,val_psnr,wall_s\n");
     for p in curve {
-        s.push_str(&format!("{},{},{:.6e},{:.6},{:.4},{:.1}\n", p.phase, p.step, p.lr, p.loss, p.val_psnr, p.wall_s));
+        s.push_str(&format!(
+            "{},{},{:.6e},{:.6},{:.4},{:.1}\n",
+            p.phase, p.step, p.lr, p.loss, p.val_psnr, p.wall_s
+        ));
     }
     s
 }
@@ -508,8 +663,18 @@ mod tests {
     use super::*;
 
     fn tiny() -> (Architecture, HyperParams) {
-        let arch = Architecture { dim: 4, levels: 2, en_blocks: vec![1, 0], de_blocks: vec![0, 1], in_channels: 3, out_channels: 3 };
-        let hp = HyperParams { reduction_c: 4, ..HyperParams::default() };
+        let arch = Architecture {
+            dim: 4,
+            levels: 2,
+            en_blocks: vec![1, 0],
+            de_blocks: vec![0, 1],
+            in_channels: 3,
+            out_channels: 3,
+        };
+        let hp = HyperParams {
+            reduction_c: 4,
+            ..HyperParams::default()
+        };
         (arch, hp)
     }
 
@@ -546,8 +711,17 @@ mod tests {
             losses.push(loss.double_value(&[]));
         }
         assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
-        let moved = opt.params.iter().zip(&before).filter(|(p, b)| !p.equal(b)).count();
-        assert_eq!(moved, opt.params.len(), "every trainable parameter should move");
+        let moved = opt
+            .params
+            .iter()
+            .zip(&before)
+            .filter(|(p, b)| !p.equal(b))
+            .count();
+        assert_eq!(
+            moved,
+            opt.params.len(),
+            "every trainable parameter should move"
+        );
     }
 
     #[test]
@@ -569,7 +743,11 @@ mod tests {
         opt2.load(&p).unwrap();
         assert_eq!(opt2.t, 1);
         for i in 0..opt.params.len() {
-            assert!(opt.params[i].equal(&opt2.params[i]) && opt.m[i].equal(&opt2.m[i]) && opt.v[i].equal(&opt2.v[i]));
+            assert!(
+                opt.params[i].equal(&opt2.params[i])
+                    && opt.m[i].equal(&opt2.m[i])
+                    && opt.v[i].equal(&opt2.v[i])
+            );
         }
     }
 }
