@@ -76,10 +76,12 @@ pub fn read_input(path: &Path) -> anyhow::Result<Array> {
         .map_err(|e| anyhow::anyhow!("{}: cannot decode image: {e}", path.display()))?;
     let channels = img.color().channel_count();
     if channels != 3 {
-        bail!(
-            "{}: image has {channels} channel(s) ({:?}); the model expects 3 (RGB)",
+        // Issue 3: grey is replicated to RGB, alpha is dropped (not composited); say so once.
+        eprintln!(
+            "note: {}: image has {channels} channel(s) ({:?}); converted to RGB{}",
             path.display(),
-            img.color()
+            img.color(),
+            if img.color().has_alpha() { " (alpha dropped)" } else { "" }
         );
     }
     let rgb = img.to_rgb32f();

@@ -29,6 +29,10 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Run an artifact on an image or tensor file.
     Run(cmd::run::Args),
+    /// Benchmark the event-driven runtime (vs the interpreter and libtorch).
+    Bench(cmd::bench::Args),
+    /// Generate a calibrated random SpikerIR benchmark checkpoint.
+    GenModel(cmd::gen_model::Args),
     /// Check an artifact against the libtorch reference of its checkpoint (feature `torch`).
     #[cfg(feature = "torch")]
     Verify(cmd::verify::Args),
@@ -48,6 +52,8 @@ fn main() -> ExitCode {
         Command::Compile(a) => cmd::compile::main(a),
         Command::Inspect(a) => cmd::inspect::main(a),
         Command::Run(a) => cmd::run::main(a),
+        Command::Bench(a) => cmd::bench::main(a),
+        Command::GenModel(a) => cmd::gen_model::main(a),
         #[cfg(feature = "torch")]
         Command::Verify(a) => cmd::verify::main(a),
         #[cfg(feature = "torch")]

@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
+pub mod bench;
 pub mod compile;
 pub mod eval;
+pub mod gen_model;
 pub mod inspect;
 pub mod run;
 #[cfg(feature = "torch")]
