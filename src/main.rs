@@ -29,6 +29,8 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Run an artifact on an image or tensor file.
     Run(cmd::run::Args),
+    /// The main job end to end: compile, run and check a shipped model on a shipped image.
+    Demo(cmd::demo::Args),
     /// Benchmark the event-driven runtime (vs the interpreter and libtorch).
     Bench(cmd::bench::Args),
     /// Generate a calibrated random SpikerIR benchmark checkpoint.
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Compile(a) => cmd::compile::main(a),
         Command::Inspect(a) => cmd::inspect::main(a),
         Command::Run(a) => cmd::run::main(a),
+        Command::Demo(a) => cmd::demo::main(a),
         Command::Bench(a) => cmd::bench::main(a),
         Command::GenModel(a) => cmd::gen_model::main(a),
         #[cfg(feature = "torch")]

@@ -25,7 +25,7 @@ use spikerc_runtime::{Program, RunOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::verify::{builtin_image, BUILTIN_NAME};
+use super::demo::{builtin_image, BUILTIN_NAME};
 use crate::io::{read_input, write_atomic};
 
 #[derive(ClapArgs)]

@@ -6,6 +6,7 @@ pub mod eval;
 pub mod gen_model;
 pub mod inspect;
 pub mod run;
+pub mod demo;
 #[cfg(feature = "torch")]
 pub mod verify;
 #[cfg(feature = "torch")]

@@ -22,9 +22,7 @@ use super::HyperOpts;
 use crate::io::{read_input, write_atomic};
 use spikerc_runtime::{Program, RunOptions};
 
-/// The built-in test image: a 128x96 crop of Kodak `kodim23` (parrots).
-pub const BUILTIN_IMAGE: &[u8] = include_bytes!("../../assets/kodim23-crop-128x96.png");
-pub const BUILTIN_NAME: &str = "built-in kodim23 crop 128x96";
+pub use super::demo::{builtin_image, BUILTIN_NAME};
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -232,19 +230,6 @@ pub fn compare(
         spikes,
         failures,
     }
-}
-
-/// Decodes the built-in test image to `[1, 3, H, W]` in [0, 1].
-pub fn builtin_image() -> anyhow::Result<Array> {
-    let img = image::load_from_memory(BUILTIN_IMAGE)?.to_rgb32f();
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let mut data = vec![0f32; 3 * h * w];
-    for (x, y, p) in img.enumerate_pixels() {
-        for c in 0..3 {
-            data[c * h * w + y as usize * w + x as usize] = p[c];
-        }
-    }
-    Ok(Array::new(vec![1, 3, h, w], data))
 }
 
 /// Runs a compiled graph on a padded input with `engine`; returns the output and the spike
