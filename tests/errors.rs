@@ -226,23 +226,22 @@ fn corrupt_artifacts() {
 }
 
 #[test]
-fn wrong_image_channels_and_tensor_shapes() {
+fn wrong_tensor_channels_and_missing_input_tensor() {
+    // Grey and RGBA *images* are converted with a note (tests/runtime_cli.rs); tensors are
+    // taken as they are, so a wrong channel count is an error.
     let c = Case::new();
     let art = compiled(&c);
-    let gray = c.path("gray.png");
-    image::GrayImage::from_pixel(16, 16, image::Luma([128])).save(&gray).unwrap();
-    let rgba = c.path("rgba.png");
-    image::RgbaImage::from_pixel(16, 16, image::Rgba([1, 2, 3, 4])).save(&rgba).unwrap();
+    let data = f32_bytes(&[0.5; 4 * 64]);
     let one = c.path("one.safetensors");
-    let data = f32_bytes(&[0.5; 64]);
-    std::fs::write(&one, safetensors::serialize([("input", TensorView::new(Dtype::F32, vec![1, 1, 8, 8], &data).unwrap())], &None).unwrap()).unwrap();
+    std::fs::write(&one, safetensors::serialize([("input", TensorView::new(Dtype::F32, vec![1, 1, 8, 8], &data[..256]).unwrap())], &None).unwrap()).unwrap();
+    let four = c.path("four.safetensors");
+    std::fs::write(&four, safetensors::serialize([("input", TensorView::new(Dtype::F32, vec![1, 4, 8, 8], &data).unwrap())], &None).unwrap()).unwrap();
     let noinput = c.path("noinput.safetensors");
-    std::fs::write(&noinput, safetensors::serialize([("x", TensorView::new(Dtype::F32, vec![1, 1, 8, 8], &data).unwrap())], &None).unwrap()).unwrap();
-    let msgs = [run_err(&c, &art, &gray), run_err(&c, &art, &rgba), run_err(&c, &art, &one), run_err(&c, &art, &noinput)];
+    std::fs::write(&noinput, safetensors::serialize([("x", TensorView::new(Dtype::F32, vec![1, 1, 8, 8], &data[..256]).unwrap())], &None).unwrap()).unwrap();
+    let msgs = [run_err(&c, &art, &one), run_err(&c, &art, &four), run_err(&c, &art, &noinput)];
     insta::assert_snapshot!(msgs.join("\n"), @r"
-    error: [TMP]/gray.png: image has 1 channel(s) (L8); the model expects 3 (RGB)
-    error: [TMP]/rgba.png: image has 4 channel(s) (Rgba8); the model expects 3 (RGB)
     error: input has shape [1, 1, 8, 8], expected [N, 3, H, W]
+    error: input has shape [1, 4, 8, 8], expected [N, 3, H, W]
     error: [TMP]/noinput.safetensors: no tensor named `input` (found: x)
     ");
 }
