@@ -6,5 +6,9 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/setup-torch.sh"
 # shellcheck source=env.sh
 source "$root/scripts/env.sh"
+if [ ! -d "$SPIKERC_SHARED/fixtures" ]; then
+  echo "test.sh: the shared fixtures are not at $SPIKERC_SHARED/fixtures; set SPIKERC_SHARED to the directory holding fixtures/ and data/ (default: ../shared next to the repository)" >&2
+  exit 1
+fi
 cd "$root"
 cargo test --workspace --features torch "$@"
