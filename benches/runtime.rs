@@ -19,7 +19,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 fn paper() -> Architecture {
-    Architecture { dim: 48, levels: 4, en_blocks: vec![2; 4], de_blocks: vec![2; 4], in_channels: 3, out_channels: 3 }
+    Architecture {
+        dim: 48,
+        levels: 4,
+        en_blocks: vec![2; 4],
+        de_blocks: vec![2; 4],
+        in_channels: 3,
+        out_channels: 3,
+    }
 }
 
 /// `n` centre crops `size x size` of Kodak24 images, else a smooth synthetic batch.
@@ -28,13 +35,22 @@ fn images(n: usize, size: usize) -> Array {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
         .join("data/test/Kodak24");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
     files.sort();
     let mut data = Vec::with_capacity(n * 3 * size * size);
     for i in 0..n {
-        match files.get(i).and_then(|f| image::open(f).ok()).map(|im| im.to_rgb32f()) {
+        match files
+            .get(i)
+            .and_then(|f| image::open(f).ok())
+            .map(|im| im.to_rgb32f())
+        {
             Some(im) if im.width() as usize >= size && im.height() as usize >= size => {
-                let (x0, y0) = ((im.width() as usize - size) / 2, (im.height() as usize - size) / 2);
+                let (x0, y0) = (
+                    (im.width() as usize - size) / 2,
+                    (im.height() as usize - size) / 2,
+                );
                 for c in 0..3 {
                     for y in 0..size {
                         for x in 0..size {
@@ -43,7 +59,10 @@ fn images(n: usize, size: usize) -> Array {
                     }
                 }
             }
-            _ => data.extend((0..3 * size * size).map(|j| 0.5 + 0.4 * ((j % size) as f32 * 0.05 + i as f32).sin())),
+            _ => data.extend(
+                (0..3 * size * size)
+                    .map(|j| 0.5 + 0.4 * ((j % size) as f32 * 0.05 + i as f32).sin()),
+            ),
         }
     }
     Array::new(vec![n, 3, size, size], data)
@@ -53,26 +72,45 @@ fn images(n: usize, size: usize) -> Array {
 fn calibrated(hp: &HyperParams) -> Checkpoint {
     let mut ckpt = random_checkpoint(&paper(), hp, 1).unwrap();
     let g = Verified::new(import(&ckpt, hp).unwrap().graph).unwrap();
-    let (_, stats) = Program::new(&g).calibrate_batch_norms(&images(4, 128), &RunOptions::default()).unwrap();
+    let (_, stats) = Program::new(&g)
+        .calibrate_batch_norms(&images(4, 128), &RunOptions::default())
+        .unwrap();
     for (m, s) in stats {
-        ckpt.tensors.get_mut(&format!("{m}.running_mean")).unwrap().data = Some(s.mean);
-        ckpt.tensors.get_mut(&format!("{m}.running_var")).unwrap().data = Some(s.var);
+        ckpt.tensors
+            .get_mut(&format!("{m}.running_mean"))
+            .unwrap()
+            .data = Some(s.mean);
+        ckpt.tensors
+            .get_mut(&format!("{m}.running_var"))
+            .unwrap()
+            .data = Some(s.var);
     }
     ckpt
 }
 
 fn bench_runtime(c: &mut Criterion) {
-    let size: usize = std::env::var("SPIKERC_BENCH_SIZE").ok().and_then(|s| s.parse().ok()).unwrap_or(256);
+    let size: usize = std::env::var("SPIKERC_BENCH_SIZE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(256);
     let hp = HyperParams::default();
     let ckpt = calibrated(&hp);
     let x = images(1, size);
-    let opts = RunOptions { threads: 2, profile: false };
+    let opts = RunOptions {
+        threads: 2,
+        profile: false,
+    };
     let mut group = c.benchmark_group(format!("paper_{size}x{size}_t4_2threads"));
-    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(20));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(20));
     for precision in [Precision::F32, Precision::F16] {
         let art = spikerc_models::compile(&ckpt, &hp, precision, "paper").unwrap();
         let p = Program::new(&art.graph);
-        group.bench_function(format!("runtime_{precision}"), |b| b.iter(|| p.run(&x, &opts).unwrap()));
+        group.bench_function(format!("runtime_{precision}"), |b| {
+            b.iter(|| p.run(&x, &opts).unwrap())
+        });
     }
     #[cfg(feature = "torch")]
     {
@@ -80,7 +118,9 @@ fn bench_runtime(c: &mut Criterion) {
         let (_vs, net) = SpikerIr::from_checkpoint(&ckpt, &hp, tch::Device::Cpu).unwrap();
         tch::set_num_threads(2);
         let xt = tch::Tensor::from_slice(&x.data).reshape([1, 3, size as i64, size as i64]);
-        group.bench_function("libtorch_dense_f32", |b| b.iter(|| tch::no_grad(|| net.forward_t(&xt, false))));
+        group.bench_function("libtorch_dense_f32", |b| {
+            b.iter(|| tch::no_grad(|| net.forward_t(&xt, false)))
+        });
     }
     group.finish();
 }

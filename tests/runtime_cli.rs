@@ -9,12 +9,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn spikerc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_spikerc")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_spikerc"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn ok(args: &[&str]) -> Output {
     let o = spikerc(args);
-    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     o
 }
 
@@ -23,7 +30,14 @@ fn l4() -> PathBuf {
 }
 
 fn compile(dir: &Path, out: &Path) {
-    ok(&["compile", dir.join("model.safetensors").to_str().unwrap(), "--config", dir.join("meta.json").to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    ok(&[
+        "compile",
+        dir.join("model.safetensors").to_str().unwrap(),
+        "--config",
+        dir.join("meta.json").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
 }
 
 fn s(p: &Path) -> &str {
@@ -36,18 +50,46 @@ fn default_engine_reproduces_the_interpreter_and_writes_stats() {
     let art = t.path().join("l4.spk");
     compile(&l4(), &art);
     let gold = l4().join("golden.safetensors");
-    let (ev, it, st) = (t.path().join("ev.safetensors"), t.path().join("it.safetensors"), t.path().join("s.json"));
-    ok(&["run", s(&art), "--input", s(&gold), "--output", s(&ev), "--threads", "2", "--stats", s(&st)]);
-    ok(&["run", s(&art), "--engine", "interp", "--input", s(&gold), "--output", s(&it)]);
+    let (ev, it, st) = (
+        t.path().join("ev.safetensors"),
+        t.path().join("it.safetensors"),
+        t.path().join("s.json"),
+    );
+    ok(&[
+        "run",
+        s(&art),
+        "--input",
+        s(&gold),
+        "--output",
+        s(&ev),
+        "--threads",
+        "2",
+        "--stats",
+        s(&st),
+    ]);
+    ok(&[
+        "run",
+        s(&art),
+        "--engine",
+        "interp",
+        "--input",
+        s(&gold),
+        "--output",
+        s(&it),
+    ]);
     assert_eq!(std::fs::read(&ev).unwrap(), std::fs::read(&it).unwrap());
     let stats: serde_json::Value = serde_json::from_slice(&std::fs::read(&st).unwrap()).unwrap();
     let g = golden(&l4());
     for (m, n) in &g.spikes {
         assert_eq!(stats["spikes"][m].as_u64(), Some(*n), "{m}");
     }
-    let ops: serde_json::Value = serde_json::from_slice(&std::fs::read(l4().join("ops.json")).unwrap()).unwrap();
+    let ops: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(l4().join("ops.json")).unwrap()).unwrap();
     assert_eq!(stats["ops"]["total"]["ac"], ops["total"]["ac"]);
-    assert_eq!(stats["ops"]["modules"]["encoder_level1.0.residual.1"]["ac"], ops["modules"]["encoder_level1.0.residual.1"]["ac"]);
+    assert_eq!(
+        stats["ops"]["modules"]["encoder_level1.0.residual.1"]["ac"],
+        ops["modules"]["encoder_level1.0.residual.1"]["ac"]
+    );
 }
 
 #[test]
@@ -57,16 +99,38 @@ fn odd_sized_grey_and_rgba_images_and_directories() {
     compile(&l4(), &art);
     let indir = t.path().join("in");
     std::fs::create_dir(&indir).unwrap();
-    let rgb = image::RgbImage::from_fn(500, 500, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x * y) % 256) as u8]));
+    let rgb = image::RgbImage::from_fn(500, 500, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x * y) % 256) as u8])
+    });
     rgb.save(indir.join("big.png")).unwrap();
-    image::GrayImage::from_fn(37, 21, |x, y| image::Luma([(x * 7 + y) as u8])).save(indir.join("grey.png")).unwrap();
-    image::RgbaImage::from_fn(19, 30, |x, y| image::Rgba([x as u8, y as u8, 9, 200])).save(indir.join("rgba.png")).unwrap();
+    image::GrayImage::from_fn(37, 21, |x, y| image::Luma([(x * 7 + y) as u8]))
+        .save(indir.join("grey.png"))
+        .unwrap();
+    image::RgbaImage::from_fn(19, 30, |x, y| image::Rgba([x as u8, y as u8, 9, 200]))
+        .save(indir.join("rgba.png"))
+        .unwrap();
     let outdir = t.path().join("out");
-    let o = ok(&["run", s(&art), "--input", s(&indir), "--output", s(&outdir), "--threads", "2"]);
+    let o = ok(&[
+        "run",
+        s(&art),
+        "--input",
+        s(&indir),
+        "--output",
+        s(&outdir),
+        "--threads",
+        "2",
+    ]);
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.contains("grey.png: image has 1 channel(s)"), "{stderr}");
+    assert!(
+        stderr.contains("grey.png: image has 1 channel(s)"),
+        "{stderr}"
+    );
     assert!(stderr.contains("alpha dropped"), "{stderr}");
-    for (name, w, h) in [("big.png", 500, 500), ("grey.png", 37, 21), ("rgba.png", 19, 30)] {
+    for (name, w, h) in [
+        ("big.png", 500, 500),
+        ("grey.png", 37, 21),
+        ("rgba.png", 19, 30),
+    ] {
         let img = image::open(outdir.join(name)).unwrap();
         assert_eq!((img.width(), img.height()), (w, h), "{name}");
     }
@@ -78,15 +142,43 @@ fn tiled_runs_stitch_to_the_image_size_and_agree_with_the_whole_image() {
     let art = t.path().join("l4.spk");
     compile(&l4(), &art);
     let src = t.path().join("src.png");
-    image::RgbImage::from_fn(150, 130, |x, y| image::Rgb([(x * 3 % 256) as u8, (y * 5 % 256) as u8, ((x + y) % 256) as u8])).save(&src).unwrap();
+    image::RgbImage::from_fn(150, 130, |x, y| {
+        image::Rgb([
+            (x * 3 % 256) as u8,
+            (y * 5 % 256) as u8,
+            ((x + y) % 256) as u8,
+        ])
+    })
+    .save(&src)
+    .unwrap();
     let (whole, tiled) = (t.path().join("whole.png"), t.path().join("tiled.png"));
     ok(&["run", s(&art), "--input", s(&src), "--output", s(&whole)]);
-    ok(&["run", s(&art), "--input", s(&src), "--output", s(&tiled), "--tile", "64", "--overlap", "24"]);
+    ok(&[
+        "run",
+        s(&art),
+        "--input",
+        s(&src),
+        "--output",
+        s(&tiled),
+        "--tile",
+        "64",
+        "--overlap",
+        "24",
+    ]);
     let a = image::open(&tiled).unwrap().to_rgb8();
     let b = image::open(&whole).unwrap().to_rgb8();
     assert_eq!(a.dimensions(), (150, 130));
-    let mean_diff: f64 = a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| (*x as f64 - *y as f64).abs()).sum::<f64>() / a.as_raw().len() as f64;
-    assert!(mean_diff < 8.0, "tiled output differs on average by {mean_diff} levels");
+    let mean_diff: f64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| (*x as f64 - *y as f64).abs())
+        .sum::<f64>()
+        / a.as_raw().len() as f64;
+    assert!(
+        mean_diff < 8.0,
+        "tiled output differs on average by {mean_diff} levels"
+    );
 }
 
 #[test]
@@ -100,9 +192,36 @@ fn bad_run_inputs_are_one_clear_error_and_leave_no_output() {
     let gold = l4().join("golden.safetensors");
     let cases: Vec<Vec<&str>> = vec![
         vec!["run", s(&empty), "--input", s(&gold), "--output", s(&out)],
-        vec!["run", s(&art), "--input", "/nonexistent/x.png", "--output", s(&out)],
-        vec!["run", s(&art), "--input", s(&gold), "--output", s(&out), "--tile", "4"],
-        vec!["run", s(&art), "--input", s(&gold), "--output", s(&out), "--tile", "64", "--engine", "interp"],
+        vec![
+            "run",
+            s(&art),
+            "--input",
+            "/nonexistent/x.png",
+            "--output",
+            s(&out),
+        ],
+        vec![
+            "run",
+            s(&art),
+            "--input",
+            s(&gold),
+            "--output",
+            s(&out),
+            "--tile",
+            "4",
+        ],
+        vec![
+            "run",
+            s(&art),
+            "--input",
+            s(&gold),
+            "--output",
+            s(&out),
+            "--tile",
+            "64",
+            "--engine",
+            "interp",
+        ],
     ];
     let mut msgs = vec![];
     for c in &cases {
@@ -111,7 +230,12 @@ fn bad_run_inputs_are_one_clear_error_and_leave_no_output() {
         assert_eq!(o.status.code(), Some(1), "{c:?}: {stderr}");
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
         assert!(!out.exists());
-        msgs.push(stderr.trim_end().replace(&t.path().display().to_string(), "[TMP]").replace(&shared_dir().display().to_string(), "[SHARED]"));
+        msgs.push(
+            stderr
+                .trim_end()
+                .replace(&t.path().display().to_string(), "[TMP]")
+                .replace(&shared_dir().display().to_string(), "[SHARED]"),
+        );
     }
     insta::assert_snapshot!(msgs.join("\n"));
 }

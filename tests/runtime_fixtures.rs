@@ -9,7 +9,7 @@ use common::*;
 use spikerc_compiler::interp::{self, Array};
 use spikerc_compiler::passes::Precision;
 use spikerc_compiler::Verified;
-use spikerc_runtime::{Program, RunOptions, RunResult};
+use spikerc_runtime::{Level, Program, RunOptions, RunResult};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -21,7 +21,14 @@ fn compiled(dir: &Path, precision: Precision) -> Verified {
 }
 
 fn run(p: &Program, x: &Array, threads: usize) -> RunResult {
-    p.run(x, &RunOptions { threads, profile: false }).unwrap()
+    p.run(
+        x,
+        &RunOptions {
+            threads,
+            profile: false,
+        },
+    )
+    .unwrap()
 }
 
 fn bits(a: &Array) -> Vec<u32> {
@@ -40,10 +47,21 @@ fn f32_fixtures_match_golden_and_the_interpreter_bit_for_bit() {
         assert!(d <= 1e-4, "{label}: output differs from golden by {d}");
         assert_spikes(&label, &r1.spikes, &gold.spikes);
         let ex = interp::run(&g, &gold.input).unwrap();
-        assert_eq!(r1.spikes, ex.spikes, "{label}: spikes differ from the interpreter");
-        assert_eq!(bits(&r1.outputs[0]), bits(&ex.outputs[0]), "{label}: output bits differ from the interpreter");
+        assert_eq!(
+            r1.spikes, ex.spikes,
+            "{label}: spikes differ from the interpreter"
+        );
+        assert_eq!(
+            bits(&r1.outputs[0]),
+            bits(&ex.outputs[0]),
+            "{label}: output bits differ from the interpreter"
+        );
         let r2 = run(&p, &gold.input, 2);
-        assert_eq!(bits(&r1.outputs[0]), bits(&r2.outputs[0]), "{label}: 1 vs 2 threads");
+        assert_eq!(
+            bits(&r1.outputs[0]),
+            bits(&r2.outputs[0]),
+            "{label}: 1 vs 2 threads"
+        );
         assert_eq!(r1.ops, r2.ops, "{label}: op counts depend on threads");
     }
 }
@@ -58,11 +76,22 @@ fn f16_artifacts_agree_with_the_interpreter_exactly_for_any_thread_count() {
         let r1 = run(&p, &gold.input, 1);
         let r2 = run(&p, &gold.input, 2);
         let ex = interp::run(&g, &gold.input).unwrap();
-        assert_eq!(r1.spikes, ex.spikes, "{label}: f16 spikes differ from the interpreter");
+        assert_eq!(
+            r1.spikes, ex.spikes,
+            "{label}: f16 spikes differ from the interpreter"
+        );
         let d = max_abs_diff(&r1.outputs[0], &ex.outputs[0]);
         assert!(d <= 1e-4, "{label}: f16 output differs by {d}");
-        assert_eq!(bits(&r1.outputs[0]), bits(&ex.outputs[0]), "{label}: f16 bits differ from the interpreter");
-        assert_eq!(bits(&r1.outputs[0]), bits(&r2.outputs[0]), "{label}: f16 1 vs 2 threads");
+        assert_eq!(
+            bits(&r1.outputs[0]),
+            bits(&ex.outputs[0]),
+            "{label}: f16 bits differ from the interpreter"
+        );
+        assert_eq!(
+            bits(&r1.outputs[0]),
+            bits(&r2.outputs[0]),
+            "{label}: f16 1 vs 2 threads"
+        );
     }
 }
 
@@ -79,7 +108,10 @@ fn conv_op_counts_equal_the_reference_ops_json() {
         assert!(!modules.is_empty());
         let mut checked = BTreeMap::new();
         for (m, want) in modules {
-            let got = r.ops.get(m).unwrap_or_else(|| panic!("{label}: no counts for conv {m}"));
+            let got = r
+                .ops
+                .get(m)
+                .unwrap_or_else(|| panic!("{label}: no counts for conv {m}"));
             assert_eq!(got.ac, want["ac"].as_u64().unwrap(), "{label}: {m} ac");
             assert_eq!(got.mac, want["mac"].as_u64().unwrap(), "{label}: {m} mac");
             checked.insert(m.clone(), got.ac + got.mac);
@@ -90,6 +122,25 @@ fn conv_op_counts_equal_the_reference_ops_json() {
         // Every LIF layer's spikes_out equals its spike count.
         for (m, s) in &r.spikes {
             assert_eq!(r.ops[m].spikes_out, *s, "{label}: {m}");
+        }
+    }
+}
+
+#[test]
+fn every_instruction_set_level_gives_the_same_bits() {
+    let dir = &fixtures()[0];
+    let gold = golden(dir);
+    for precision in [Precision::F32, Precision::F16] {
+        let g = compiled(dir, precision);
+        let best = run(&Program::new(&g), &gold.input, 2);
+        for level in [Level::Avx2, Level::Baseline] {
+            let r = run(&Program::with_level(&g, level), &gold.input, 2);
+            assert_eq!(
+                bits(&r.outputs[0]),
+                bits(&best.outputs[0]),
+                "{precision} at {level:?}"
+            );
+            assert_eq!(r.ops, best.ops, "{precision} at {level:?}");
         }
     }
 }

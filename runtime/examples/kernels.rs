@@ -9,7 +9,12 @@ use std::time::Instant;
 
 /// Nanoseconds this thread has spent on a CPU (Linux), so timings survive a busy machine.
 fn cpu_ns() -> Option<u64> {
-    std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Seconds of CPU time (falling back to wall time) spent in `f`.
@@ -28,8 +33,16 @@ fn main() {
     let side: usize = args.get(2).map_or(128, |s| s.parse().unwrap());
     let rate: f32 = args.get(3).map_or(0.25, |s| s.parse().unwrap());
     let n = c * c * 9;
-    let w: Vec<f32> = (0..n).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 5000.0).collect();
-    let conv = Conv2d { weight: Tensor::from_f32(vec![c, c, 3, 3], w), bias: Some(Tensor::from_f32(vec![c], vec![0.1; c])), stride: [1, 1], padding: [1, 1], event_driven: true };
+    let w: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 5000.0)
+        .collect();
+    let conv = Conv2d {
+        weight: Tensor::from_f32(vec![c, c, 3, 3], w),
+        bias: Some(Tensor::from_f32(vec![c], vec![0.1; c])),
+        stride: [1, 1],
+        padding: [1, 1],
+        event_driven: true,
+    };
     let mut seed = 12345u64;
     let x: Vec<f32> = (0..c * side * side)
         .map(|_| {
@@ -40,18 +53,36 @@ fn main() {
         })
         .collect();
     let level = Level::detect();
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
     pool.install(|| {
         let d = DenseConv::new(&conv);
         let s = SpikeConv::new(&conv);
-        let s16 = SpikeConv::new(&Conv2d { weight: conv.weight.to_f16(), ..conv.clone() });
+        let s16 = SpikeConv::new(&Conv2d {
+            weight: conv.weight.to_f16(),
+            ..conv.clone()
+        });
         for _ in 0..2 {
             let (e, (_, cc)) = timed(|| d.run(&x, 1, (side, side), (side, side), level));
-            println!("dense  {c}ch {side}^2: {:.1} ms, {:.1} G MAC/s", e * 1e3, cc.mac as f64 / e / 1e9);
+            println!(
+                "dense  {c}ch {side}^2: {:.1} ms, {:.1} G MAC/s",
+                e * 1e3,
+                cc.mac as f64 / e / 1e9
+            );
             let (e, (_, cc)) = timed(|| s.run(&x, 1, (side, side), (side, side), level));
-            println!("spike  {c}ch {side}^2 rate {rate}: {:.1} ms, {:.1} G AC/s", e * 1e3, cc.ac as f64 / e / 1e9);
+            println!(
+                "spike  {c}ch {side}^2 rate {rate}: {:.1} ms, {:.1} G AC/s",
+                e * 1e3,
+                cc.ac as f64 / e / 1e9
+            );
             let (e, (_, cc)) = timed(|| s16.run(&x, 1, (side, side), (side, side), level));
-            println!("spike16 {c}ch {side}^2 rate {rate}: {:.1} ms, {:.1} G AC/s", e * 1e3, cc.ac as f64 / e / 1e9);
+            println!(
+                "spike16 {c}ch {side}^2 rate {rate}: {:.1} ms, {:.1} G AC/s",
+                e * 1e3,
+                cc.ac as f64 / e / 1e9
+            );
         }
         let peak = spikerc_runtime::simd::peak_mac_per_s(level, 1, 0.2);
         println!("peak {:.1} G mul+add/s", peak / 1e9);

@@ -144,13 +144,21 @@ impl DenseConv {
             let p = &out_ptr;
             // SAFETY: each task writes only rows r0..r1 of plane b of every output channel;
             // tasks partition (plane, row) pairs, so writes never overlap.
-            let ob = unsafe { std::slice::from_raw_parts_mut(p.0.add(b * g.co * oh * ow), g.co * oh * ow) };
+            let ob = unsafe {
+                std::slice::from_raw_parts_mut(p.0.add(b * g.co * oh * ow), g.co * oh * ow)
+            };
             for oy in r0..r1 {
                 simd::dense_row(level, self, xb, (hp, wp), oy, (oh, ow), ob);
             }
         });
         let mac = (lead * g.co * oh * ow * g.ci * g.kh * g.kw) as u64;
-        (out, ConvCounts { mac, ..Default::default() })
+        (
+            out,
+            ConvCounts {
+                mac,
+                ..Default::default()
+            },
+        )
     }
 
     /// Computes output row `oy` of one plane for output channels `[c0, c0 + 16 * nc)` and
@@ -229,10 +237,7 @@ impl SpikeConv {
         let geo = Geometry::of(c);
         let weights = match &c.weight.data {
             TensorData::F16(v) => {
-                let fixed: Vec<i64> = v
-                    .iter()
-                    .map(|x| (x.to_f64() * FIX_SCALE) as i64)
-                    .collect();
+                let fixed: Vec<i64> = v.iter().map(|x| (x.to_f64() * FIX_SCALE) as i64).collect();
                 SpikeWeights::Fixed(geo.transpose(&fixed))
             }
             TensorData::F32(v) => SpikeWeights::F32(geo.transpose(v)),
@@ -267,7 +272,9 @@ impl SpikeConv {
             .par_chunks(1 << 16)
             .map(|c| c.iter().filter(|v| **v != 0.0).count() as u64)
             .sum();
-        if let (SpikeWeights::F32(wt), true) = (&self.weights, self.use_masked(level, spikes_in, x.len())) {
+        if let (SpikeWeights::F32(wt), true) =
+            (&self.weights, self.use_masked(level, spikes_in, x.len()))
+        {
             return self.run_masked(wt, x, lead, (h, w), (oh, ow), spikes_in);
         }
         let band = 1usize.max(BAND_BYTES / (ow * g.cp * elem).max(1)).min(oh);
@@ -290,7 +297,8 @@ impl SpikeConv {
                 match &self.weights {
                     SpikeWeights::F32(wt) => {
                         let mut acc = vec![0f32; (r1 - r0) * ow * g.cp];
-                        let taps = simd::scatter_f32(level, g, wt, xb, (h, w), (r0, r1), ow, &mut acc);
+                        let taps =
+                            simd::scatter_f32(level, g, wt, xb, (h, w), (r0, r1), ow, &mut acc);
                         for o in 0..g.co {
                             for oy in r0..r1 {
                                 let dst = &mut ob[(o * oh + oy) * ow..(o * oh + oy + 1) * ow];
@@ -307,13 +315,15 @@ impl SpikeConv {
                     }
                     SpikeWeights::Fixed(wt) => {
                         let mut acc = vec![0i64; (r1 - r0) * ow * g.cp];
-                        let taps = simd::scatter_i64(level, g, wt, xb, (h, w), (r0, r1), ow, &mut acc);
+                        let taps =
+                            simd::scatter_i64(level, g, wt, xb, (h, w), (r0, r1), ow, &mut acc);
                         for o in 0..g.co {
                             for oy in r0..r1 {
                                 let dst = &mut ob[(o * oh + oy) * ow..(o * oh + oy + 1) * ow];
                                 for (ox, d) in dst.iter_mut().enumerate() {
                                     let s = (acc[((oy - r0) * ow + ox) * g.cp + o] as f64
-                                        / FIX_SCALE) as f32;
+                                        / FIX_SCALE)
+                                        as f32;
                                     *d = match &self.bias {
                                         Some(bb) => s + bb[o],
                                         None => s,
@@ -391,18 +401,37 @@ impl SpikeConv {
             let p = &out_ptr;
             // SAFETY: each task writes only rows r0..r1 of plane b of every output channel;
             // tasks partition (plane, row) pairs, so writes never overlap.
-            let ob = unsafe { std::slice::from_raw_parts_mut(p.0.add(b * g.co * oh * ow), g.co * oh * ow) };
+            let ob = unsafe {
+                std::slice::from_raw_parts_mut(p.0.add(b * g.co * oh * ow), g.co * oh * ow)
+            };
             for oy in r0..r1 {
                 // SAFETY: `use_masked` only selects this kernel at `Level::Avx512`.
-                unsafe { crate::simd::masked_row_avx512(g, wt, bias, mb, (hp, wp), oy, (oh, ow), ob) };
+                unsafe {
+                    crate::simd::masked_row_avx512(g, wt, bias, mb, (hp, wp), oy, (oh, ow), ob)
+                };
             }
         });
         let ac = reached_taps(g, x, lead, (h, w), (oh, ow)) * g.co as u64;
-        (out, ConvCounts { spikes_in, ac, mac: 0 })
+        (
+            out,
+            ConvCounts {
+                spikes_in,
+                ac,
+                mac: 0,
+            },
+        )
     }
 
     #[cfg(not(target_arch = "x86_64"))]
-    fn run_masked(&self, _: &[f32], _: &[f32], _: usize, _: (usize, usize), _: (usize, usize), _: u64) -> (Vec<f32>, ConvCounts) {
+    fn run_masked(
+        &self,
+        _: &[f32],
+        _: &[f32],
+        _: usize,
+        _: (usize, usize),
+        _: (usize, usize),
+        _: u64,
+    ) -> (Vec<f32>, ConvCounts) {
         unreachable!("the masked kernel is only selected on x86_64 with AVX-512")
     }
 }
@@ -421,16 +450,32 @@ fn reach(i: usize, n_out: usize, k: usize, s: usize, p: usize) -> u64 {
 
 /// Sum over all spikes of the outputs (per output channel) each reaches, i.e. the AC count
 /// divided by `co`; the same number the scatter kernel counts tap by tap.
-fn reached_taps(g: &Geometry, x: &[f32], lead: usize, (h, w): (usize, usize), (oh, ow): (usize, usize)) -> u64 {
-    let ry: Vec<u64> = (0..h).map(|i| reach(i, oh, g.kh, g.stride[0], g.padding[0])).collect();
-    let rx: Vec<u64> = (0..w).map(|i| reach(i, ow, g.kw, g.stride[1], g.padding[1])).collect();
+fn reached_taps(
+    g: &Geometry,
+    x: &[f32],
+    lead: usize,
+    (h, w): (usize, usize),
+    (oh, ow): (usize, usize),
+) -> u64 {
+    let ry: Vec<u64> = (0..h)
+        .map(|i| reach(i, oh, g.kh, g.stride[0], g.padding[0]))
+        .collect();
+    let rx: Vec<u64> = (0..w)
+        .map(|i| reach(i, ow, g.kw, g.stride[1], g.padding[1]))
+        .collect();
     x.par_chunks(h * w)
         .map(|plane| {
             let _ = lead;
             plane
                 .chunks(w)
                 .zip(&ry)
-                .map(|(row, &r)| r * row.iter().zip(&rx).map(|(v, &c)| if *v != 0.0 { c } else { 0 }).sum::<u64>())
+                .map(|(row, &r)| {
+                    r * row
+                        .iter()
+                        .zip(&rx)
+                        .map(|(v, &c)| if *v != 0.0 { c } else { 0 })
+                        .sum::<u64>()
+                })
                 .sum::<u64>()
         })
         .sum()
@@ -491,17 +536,24 @@ pub(crate) fn scatter<A: Copy + std::ops::AddAssign>(
                     let (ox_lo, ox_hi) = if sx == 1 {
                         (num.saturating_sub(g.kw - 1), num.min(ow - 1))
                     } else {
-                        (num.saturating_sub(g.kw - 1).div_ceil(sx), (num / sx).min(ow - 1))
+                        (
+                            num.saturating_sub(g.kw - 1).div_ceil(sx),
+                            (num / sx).min(ow - 1),
+                        )
                     };
                     if ox_lo > ox_hi {
                         continue;
                     }
                     for &(ky, ry) in &kys[..nky] {
-                        let wrow = &wt[((ci * g.kh + ky) * g.kw) * cp..((ci * g.kh + ky + 1) * g.kw) * cp];
+                        let wrow =
+                            &wt[((ci * g.kh + ky) * g.kw) * cp..((ci * g.kh + ky + 1) * g.kw) * cp];
                         let arow = &mut acc[ry * ow * cp..(ry + 1) * ow * cp];
                         for ox in ox_lo..=ox_hi {
                             let kx = num - ox * sx;
-                            add_column(&mut arow[ox * cp..(ox + 1) * cp], &wrow[kx * cp..(kx + 1) * cp]);
+                            add_column(
+                                &mut arow[ox * cp..(ox + 1) * cp],
+                                &wrow[kx * cp..(kx + 1) * cp],
+                            );
                         }
                         taps += (ox_hi - ox_lo + 1) as u64;
                     }

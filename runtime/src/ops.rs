@@ -29,7 +29,12 @@ pub fn map(x: &Array, f: impl Fn(f32) -> f32 + Sync) -> Array {
 /// One LIF step over a chunk: `update(v, x) -> (v', fired)` chosen once per layer, so the
 /// loop is branch-free and vectorises. Returns the spikes of the chunk.
 #[inline(always)]
-fn lif_chunk(os: &mut [f32], vs: &mut [f32], xs: &[f32], update: impl Fn(f32, f32) -> (f32, bool)) -> u64 {
+fn lif_chunk(
+    os: &mut [f32],
+    vs: &mut [f32],
+    xs: &[f32],
+    update: impl Fn(f32, f32) -> (f32, bool),
+) -> u64 {
     let mut n = 0u32;
     for ((o, v), &x) in os.iter_mut().zip(vs.iter_mut()).zip(xs) {
         let (nv, fire) = update(*v, x);
@@ -115,7 +120,11 @@ pub fn channel_stats(x: &Array) -> (Vec<f32>, Vec<f32>) {
     }
     let n = (x.len() / c) as f64;
     let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
-    let var = sq.iter().zip(&mean).map(|(q, m)| (q / n - m * m).max(0.0) as f32).collect();
+    let var = sq
+        .iter()
+        .zip(&mean)
+        .map(|(q, m)| (q / n - m * m).max(0.0) as f32)
+        .collect();
     (mean.into_iter().map(|m| m as f32).collect(), var)
 }
 
@@ -167,7 +176,11 @@ pub fn binary(a: &Array, b: &Array, op: BinaryOp, out_shape: &[usize]) -> Array 
         let n = o.len();
         match (sa[r - 1], sb[r - 1]) {
             (1, 1) => {
-                for ((o, &x), &y) in o.iter_mut().zip(&a.data[ia..ia + n]).zip(&b.data[ib..ib + n]) {
+                for ((o, &x), &y) in o
+                    .iter_mut()
+                    .zip(&a.data[ia..ia + n])
+                    .zip(&b.data[ib..ib + n])
+                {
                     *o = f(x, y);
                 }
             }
@@ -215,7 +228,9 @@ pub fn reduce(x: &Array, op: ReduceOp, axes: &[usize], out_shape: &[usize]) -> A
     let count = x.len() / n_out.max(1);
     let so = strides(out_shape);
     let si = strides(&x.shape);
-    let step: Vec<usize> = (0..r).map(|d| if axes.contains(&d) { 0 } else { so[d] }).collect();
+    let step: Vec<usize> = (0..r)
+        .map(|d| if axes.contains(&d) { 0 } else { so[d] })
+        .collect();
     let last = x.shape[r - 1];
     let last_reduced = axes.contains(&(r - 1));
     let split = (0..r - 1).find(|d| !axes.contains(d) && x.shape[*d] > 1);
@@ -328,17 +343,19 @@ pub fn axis_linear(x: &Array, axis: usize, w: &[f32], out_shape: &[usize]) -> Ar
     let inner: usize = x.shape[axis + 1..].iter().product();
     let (n_in, n_out) = (x.shape[axis], out_shape[axis]);
     let mut out = vec![0f32; outer * n_out * inner];
-    out.par_chunks_mut(n_out * inner).enumerate().for_each(|(a, oa)| {
-        for (o, row) in oa.chunks_mut(inner).enumerate() {
-            for i in 0..n_in {
-                let wv = w[o * n_in + i];
-                let xs = &x.data[(a * n_in + i) * inner..(a * n_in + i + 1) * inner];
-                for (r, &xv) in row.iter_mut().zip(xs) {
-                    *r += wv * xv;
+    out.par_chunks_mut(n_out * inner)
+        .enumerate()
+        .for_each(|(a, oa)| {
+            for (o, row) in oa.chunks_mut(inner).enumerate() {
+                for i in 0..n_in {
+                    let wv = w[o * n_in + i];
+                    let xs = &x.data[(a * n_in + i) * inner..(a * n_in + i + 1) * inner];
+                    for (r, &xv) in row.iter_mut().zip(xs) {
+                        *r += wv * xv;
+                    }
                 }
             }
-        }
-    });
+        });
     Array::new(out_shape.to_vec(), out)
 }
 
@@ -359,16 +376,18 @@ pub fn upsample2x(x: &Array) -> Array {
     let lead: usize = x.shape[..r - 2].iter().product();
     let mut out = vec![0f32; lead * oh * ow];
     let cols: Vec<_> = (0..ow).map(|ox| up2_source(ox, w)).collect();
-    out.par_chunks_mut(oh * ow).enumerate().for_each(|(p, dst)| {
-        let src = &x.data[p * h * w..(p + 1) * h * w];
-        for oy in 0..oh {
-            let (y0, y1, ly0, ly1) = up2_source(oy, h);
-            let (r0, r1) = (&src[y0 * w..(y0 + 1) * w], &src[y1 * w..(y1 + 1) * w]);
-            for (d, &(x0, x1, lx0, lx1)) in dst[oy * ow..(oy + 1) * ow].iter_mut().zip(&cols) {
-                *d = ly0 * (lx0 * r0[x0] + lx1 * r0[x1]) + ly1 * (lx0 * r1[x0] + lx1 * r1[x1]);
+    out.par_chunks_mut(oh * ow)
+        .enumerate()
+        .for_each(|(p, dst)| {
+            let src = &x.data[p * h * w..(p + 1) * h * w];
+            for oy in 0..oh {
+                let (y0, y1, ly0, ly1) = up2_source(oy, h);
+                let (r0, r1) = (&src[y0 * w..(y0 + 1) * w], &src[y1 * w..(y1 + 1) * w]);
+                for (d, &(x0, x1, lx0, lx1)) in dst[oy * ow..(oy + 1) * ow].iter_mut().zip(&cols) {
+                    *d = ly0 * (lx0 * r0[x0] + lx1 * r0[x1]) + ly1 * (lx0 * r1[x0] + lx1 * r1[x1]);
+                }
             }
-        }
-    });
+        });
     let mut shape = x.shape.clone();
     shape[r - 2] = oh;
     shape[r - 1] = ow;

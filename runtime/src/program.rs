@@ -117,15 +117,30 @@ enum Kernel {
     DenseConv(DenseConv),
     /// Eval BatchNorm as `y = fma(x, alpha, beta)` (PyTorch's CPU kernel), with the
     /// parameters kept for calibration.
-    BatchNorm { alpha: Vec<f32>, beta: Vec<f32>, gamma: Vec<f32>, bias: Vec<f32>, eps: f32 },
+    BatchNorm {
+        alpha: Vec<f32>,
+        beta: Vec<f32>,
+        gamma: Vec<f32>,
+        bias: Vec<f32>,
+        eps: f32,
+    },
     Lif(Lif),
     Binary(BinaryOp),
-    Affine { scale: f32, shift: f32 },
+    Affine {
+        scale: f32,
+        shift: f32,
+    },
     Concat(usize),
     Relu,
     Sigmoid,
-    Reduce { op: ReduceOp, axes: Vec<usize> },
-    AxisLinear { axis: usize, weight: Vec<f32> },
+    Reduce {
+        op: ReduceOp,
+        axes: Vec<usize>,
+    },
+    AxisLinear {
+        axis: usize,
+        weight: Vec<f32>,
+    },
     Upsample2x,
     MeanTime,
 }
@@ -227,6 +242,21 @@ impl Program {
         }
     }
 
+    /// Like [`Program::new`] with the kernels' instruction set capped at `level` (never above
+    /// what the CPU supports): for tests that every variant gives the same bits.
+    pub fn with_level(g: &Verified, level: Level) -> Program {
+        let mut p = Program::new(g);
+        let rank = |l: Level| match l {
+            Level::Baseline => 0,
+            Level::Avx2 => 1,
+            Level::Avx512 => 2,
+        };
+        if rank(level) < rank(p.level) {
+            p.level = level;
+        }
+        p
+    }
+
     /// The graph this program was lowered from.
     pub fn graph(&self) -> &Verified {
         &self.graph
@@ -283,7 +313,8 @@ impl Program {
                 threads: opts.threads,
                 message: e.to_string(),
             })?;
-        let res = pool.install(|| self.execute(input, (n, h, w), opts, &mut |_, _| {}, Some(&mut stats)));
+        let res =
+            pool.install(|| self.execute(input, (n, h, w), opts, &mut |_, _| {}, Some(&mut stats)));
         Ok((res, stats))
     }
 
@@ -335,7 +366,13 @@ impl Program {
                     counts.mac = cc.mac;
                     Array::new(out_shape.clone(), d)
                 }
-                Kernel::BatchNorm { alpha, beta, gamma, bias, eps } => match calib.as_deref_mut() {
+                Kernel::BatchNorm {
+                    alpha,
+                    beta,
+                    gamma,
+                    bias,
+                    eps,
+                } => match calib.as_deref_mut() {
                     None => ops::channel_affine(args[0], alpha, beta),
                     Some(stats) => {
                         let (mean, var) = ops::channel_stats(args[0]);
@@ -376,7 +413,11 @@ impl Program {
                 }
                 Kernel::MeanTime => ops::mean_time(args[0], &out_shape),
             };
-            debug_assert_eq!(out.shape, out_shape, "{} produced a wrong shape", step.module);
+            debug_assert_eq!(
+                out.shape, out_shape,
+                "{} produced a wrong shape",
+                step.module
+            );
             observe(step.id, &out);
             res.ops.entry(step.module.clone()).or_default().add(&counts);
             for f in &step.free {
@@ -410,7 +451,9 @@ pub struct BnStats {
 
 /// `alpha = gamma / sqrt(var + eps)`, `beta = bias - mean * alpha`, as the interpreter does.
 fn bn_affine(g: &[f32], b: &[f32], m: &[f32], v: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>) {
-    let alpha: Vec<f32> = (0..g.len()).map(|c| g[c] * (1.0 / (v[c] + eps).sqrt())).collect();
+    let alpha: Vec<f32> = (0..g.len())
+        .map(|c| g[c] * (1.0 / (v[c] + eps).sqrt()))
+        .collect();
     let beta = (0..g.len()).map(|c| b[c] - m[c] * alpha[c]).collect();
     (alpha, beta)
 }

@@ -45,7 +45,14 @@ impl Level {
 
 /// One output row of a dense convolution, all output channels.
 #[inline(always)]
-fn dense_row_body(c: &DenseConv, xb: &[f32], hw: (usize, usize), oy: usize, ohw: (usize, usize), ob: &mut [f32]) {
+fn dense_row_body(
+    c: &DenseConv,
+    xb: &[f32],
+    hw: (usize, usize),
+    oy: usize,
+    ohw: (usize, usize),
+    ob: &mut [f32],
+) {
     let ow = ohw.1;
     let nch = c.geo.cp / LANES;
     let mut ch = 0;
@@ -138,7 +145,14 @@ unsafe fn tile512<const P: usize, const NC: usize>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn dense_row_avx512(c: &DenseConv, xb: &[f32], hw: (usize, usize), oy: usize, ohw: (usize, usize), ob: &mut [f32]) {
+unsafe fn dense_row_avx512(
+    c: &DenseConv,
+    xb: &[f32],
+    hw: (usize, usize),
+    oy: usize,
+    ohw: (usize, usize),
+    ob: &mut [f32],
+) {
     let ow = ohw.1;
     let nch = c.geo.cp / LANES;
     let mut ch = 0;
@@ -169,12 +183,27 @@ unsafe fn dense_row_avx512(c: &DenseConv, xb: &[f32], hw: (usize, usize), oy: us
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn dense_row_avx2(c: &DenseConv, xb: &[f32], hw: (usize, usize), oy: usize, ohw: (usize, usize), ob: &mut [f32]) {
+unsafe fn dense_row_avx2(
+    c: &DenseConv,
+    xb: &[f32],
+    hw: (usize, usize),
+    oy: usize,
+    ohw: (usize, usize),
+    ob: &mut [f32],
+) {
     dense_row_body(c, xb, hw, oy, ohw, ob)
 }
 
 /// Dispatches one dense output row to the kernel of `level`.
-pub fn dense_row(level: Level, c: &DenseConv, xb: &[f32], hw: (usize, usize), oy: usize, ohw: (usize, usize), ob: &mut [f32]) {
+pub fn dense_row(
+    level: Level,
+    c: &DenseConv,
+    xb: &[f32],
+    hw: (usize, usize),
+    oy: usize,
+    ohw: (usize, usize),
+    ob: &mut [f32],
+) {
     match level {
         // SAFETY: `Level::detect` only returns these levels when the CPU has the feature.
         #[cfg(target_arch = "x86_64")]
@@ -255,7 +284,16 @@ unsafe fn masked_tile512<const P: usize, const NC: usize>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn masked_row_avx512(g: &Geometry, wt: &[f32], bias: Option<&[f32]>, mb: &[u16], hw: (usize, usize), oy: usize, ohw: (usize, usize), ob: &mut [f32]) {
+pub unsafe fn masked_row_avx512(
+    g: &Geometry,
+    wt: &[f32],
+    bias: Option<&[f32]>,
+    mb: &[u16],
+    hw: (usize, usize),
+    oy: usize,
+    ohw: (usize, usize),
+    ob: &mut [f32],
+) {
     let ow = ohw.1;
     let nch = g.cp / LANES;
     let mut ch = 0;
@@ -292,7 +330,10 @@ unsafe fn add_f32_512(acc: &mut [f32], w: &[f32]) {
     debug_assert!(acc.len() == w.len() && acc.len() % 16 == 0);
     let (a, b) = (acc.as_mut_ptr(), w.as_ptr());
     for k in (0..acc.len()).step_by(16) {
-        _mm512_storeu_ps(a.add(k), _mm512_add_ps(_mm512_loadu_ps(a.add(k)), _mm512_loadu_ps(b.add(k))));
+        _mm512_storeu_ps(
+            a.add(k),
+            _mm512_add_ps(_mm512_loadu_ps(a.add(k)), _mm512_loadu_ps(b.add(k))),
+        );
     }
 }
 
@@ -302,9 +343,15 @@ unsafe fn add_f32_512(acc: &mut [f32], w: &[f32]) {
 unsafe fn add_i64_512(acc: &mut [i64], w: &[i64]) {
     use std::arch::x86_64::*;
     debug_assert!(acc.len() == w.len() && acc.len() % 16 == 0);
-    let (a, b) = (acc.as_mut_ptr() as *mut __m512i, w.as_ptr() as *const __m512i);
+    let (a, b) = (
+        acc.as_mut_ptr() as *mut __m512i,
+        w.as_ptr() as *const __m512i,
+    );
     for k in 0..acc.len() / 8 {
-        _mm512_storeu_si512(a.add(k), _mm512_add_epi64(_mm512_loadu_si512(a.add(k)), _mm512_loadu_si512(b.add(k))));
+        _mm512_storeu_si512(
+            a.add(k),
+            _mm512_add_epi64(_mm512_loadu_si512(a.add(k)), _mm512_loadu_si512(b.add(k))),
+        );
     }
 }
 
@@ -312,19 +359,53 @@ macro_rules! scatter_variants {
     ($name:ident, $t:ty, $v512:ident, $v2:ident, $add512:ident) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx512f")]
-        unsafe fn $v512(g: &Geometry, wt: &[$t], xb: &[f32], hw: (usize, usize), rows: (usize, usize), ow: usize, acc: &mut [$t]) -> u64 {
+        unsafe fn $v512(
+            g: &Geometry,
+            wt: &[$t],
+            xb: &[f32],
+            hw: (usize, usize),
+            rows: (usize, usize),
+            ow: usize,
+            acc: &mut [$t],
+        ) -> u64 {
             // SAFETY: the closure runs inside this avx512f function; lengths are equal
             // multiples of 16 (padded channels).
-            scatter(|a, w| unsafe { $add512(a, w) }, g, wt, xb, hw, rows, ow, acc)
+            scatter(
+                |a, w| unsafe { $add512(a, w) },
+                g,
+                wt,
+                xb,
+                hw,
+                rows,
+                ow,
+                acc,
+            )
         }
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2")]
-        unsafe fn $v2(g: &Geometry, wt: &[$t], xb: &[f32], hw: (usize, usize), rows: (usize, usize), ow: usize, acc: &mut [$t]) -> u64 {
+        unsafe fn $v2(
+            g: &Geometry,
+            wt: &[$t],
+            xb: &[f32],
+            hw: (usize, usize),
+            rows: (usize, usize),
+            ow: usize,
+            acc: &mut [$t],
+        ) -> u64 {
             scatter(add_column, g, wt, xb, hw, rows, ow, acc)
         }
         /// Dispatches the spike scatter of one band to the kernel of `level`.
         #[allow(clippy::too_many_arguments)]
-        pub fn $name(level: Level, g: &Geometry, wt: &[$t], xb: &[f32], hw: (usize, usize), rows: (usize, usize), ow: usize, acc: &mut [$t]) -> u64 {
+        pub fn $name(
+            level: Level,
+            g: &Geometry,
+            wt: &[$t],
+            xb: &[f32],
+            hw: (usize, usize),
+            rows: (usize, usize),
+            ow: usize,
+            acc: &mut [$t],
+        ) -> u64 {
             match level {
                 // SAFETY: `Level::detect` only returns these levels when the CPU has them.
                 #[cfg(target_arch = "x86_64")]
@@ -337,8 +418,20 @@ macro_rules! scatter_variants {
     };
 }
 
-scatter_variants!(scatter_f32, f32, scatter_f32_avx512, scatter_f32_avx2, add_f32_512);
-scatter_variants!(scatter_i64, i64, scatter_i64_avx512, scatter_i64_avx2, add_i64_512);
+scatter_variants!(
+    scatter_f32,
+    f32,
+    scatter_f32_avx512,
+    scatter_f32_avx2,
+    add_f32_512
+);
+scatter_variants!(
+    scatter_i64,
+    i64,
+    scatter_i64_avx512,
+    scatter_i64_avx2,
+    add_i64_512
+);
 
 /// Body of the peak-throughput probe: 12 independent `[f32; 16]` chains of `x = x * a + b`
 /// (one multiply and one add per lane, the MAC kernel's instruction mix without FMA).
@@ -383,7 +476,10 @@ unsafe fn peak_avx2(iters: u64, a: f32, b: f32) -> f32 {
 /// second on `threads` threads at `level`, running each thread for about `seconds`.
 pub fn peak_mac_per_s(level: Level, threads: usize, seconds: f64) -> f64 {
     let run = |iters: u64| -> f32 {
-        let (a, b) = (std::hint::black_box(0.999_f32), std::hint::black_box(0.001_f32));
+        let (a, b) = (
+            std::hint::black_box(0.999_f32),
+            std::hint::black_box(0.001_f32),
+        );
         match level {
             // SAFETY: `Level::detect` only returns these levels when the CPU has them.
             #[cfg(target_arch = "x86_64")]

@@ -14,9 +14,16 @@ fn spike_conv_graph(co: usize, k: usize, stride: usize, pad: usize, mean_time: b
     let mut g = Graph::new();
     let x = g.add("input", Op::Input { channels: 1 }, &[]).unwrap();
     let r = g.add("encode", Op::RepeatTime { steps: T }, &[x]).unwrap();
-    let lif = Lif { tau: 2.0, v_threshold: 0.4, reset: Reset::Hard { v_reset: 0.0 }, decay_input: true };
+    let lif = Lif {
+        tau: 2.0,
+        v_threshold: 0.4,
+        reset: Reset::Hard { v_reset: 0.0 },
+        decay_input: true,
+    };
     let s = g.add("lif", Op::Lif(lif), &[r]).unwrap();
-    let w: Vec<f32> = (0..co * k * k).map(|i| 0.25 * (i % 7) as f32 - 0.5).collect();
+    let w: Vec<f32> = (0..co * k * k)
+        .map(|i| 0.25 * (i % 7) as f32 - 0.5)
+        .collect();
     let conv = Conv2d {
         weight: Tensor::from_f32(vec![co, 1, k, k], w),
         bias: Some(Tensor::from_f32(vec![co], vec![0.125; co])),
@@ -25,7 +32,11 @@ fn spike_conv_graph(co: usize, k: usize, stride: usize, pad: usize, mean_time: b
         event_driven: true,
     };
     let c = g.add("conv", Op::Conv2d(conv), &[s]).unwrap();
-    let c = if mean_time { g.add("mean_time", Op::MeanTime, &[c]).unwrap() } else { c };
+    let c = if mean_time {
+        g.add("mean_time", Op::MeanTime, &[c]).unwrap()
+    } else {
+        c
+    };
     g.add("output", Op::Output, &[c]).unwrap();
     Verified::new(g).unwrap()
 }
@@ -40,7 +51,10 @@ fn image(ones: &[(usize, usize)]) -> Array {
 }
 
 fn opts() -> RunOptions {
-    RunOptions { threads: 1, profile: false }
+    RunOptions {
+        threads: 1,
+        profile: false,
+    }
 }
 
 #[test]
@@ -48,7 +62,12 @@ fn a_corner_spike_reaches_four_outputs_an_edge_spike_six_an_inner_spike_nine() {
     let g = spike_conv_graph(3, 3, 1, 1, false);
     let p = Program::new(&g);
     // decay_input, tau 2: H = 0.5 at t=0 -> fires, resets; fires again at t=1: 2 spikes each.
-    for (ones, reach) in [(vec![(0, 0)], 4), (vec![(0, 4)], 6), (vec![(3, 3)], 9), (vec![(7, 7), (0, 0)], 8)] {
+    for (ones, reach) in [
+        (vec![(0, 0)], 4),
+        (vec![(0, 4)], 6),
+        (vec![(3, 3)], 9),
+        (vec![(7, 7), (0, 0)], 8),
+    ] {
         let r = p.run(&image(&ones), &opts()).unwrap();
         let c = r.ops["conv"];
         let spikes = (ones.len() * T) as u64;
@@ -79,7 +98,12 @@ fn unfolded_batch_norm_and_real_convs_match_the_interpreter() {
     let mut g = Graph::new();
     let x = g.add("input", Op::Input { channels: 2 }, &[]).unwrap();
     let conv = Conv2d {
-        weight: Tensor::from_f32(vec![5, 2, 3, 3], (0..90).map(|i| ((i * 37 % 17) as f32 - 8.0) / 9.0).collect()),
+        weight: Tensor::from_f32(
+            vec![5, 2, 3, 3],
+            (0..90)
+                .map(|i| ((i * 37 % 17) as f32 - 8.0) / 9.0)
+                .collect(),
+        ),
         bias: None,
         stride: [1, 1],
         padding: [1, 1],
@@ -96,7 +120,10 @@ fn unfolded_batch_norm_and_real_convs_match_the_interpreter() {
     let b = g.add("bn", Op::BatchNorm(bn), &[c]).unwrap();
     g.add("output", Op::Output, &[b]).unwrap();
     let g = Verified::new(g).unwrap();
-    let input = Array::new(vec![2, 2, 5, 7], (0..140).map(|i| ((i * 13 % 29) as f32) / 29.0).collect());
+    let input = Array::new(
+        vec![2, 2, 5, 7],
+        (0..140).map(|i| ((i * 13 % 29) as f32) / 29.0).collect(),
+    );
     let r = Program::new(&g).run(&input, &opts()).unwrap();
     assert_eq!(r.outputs, interp::run(&g, &input).unwrap().outputs);
     assert_eq!(r.ops["embed"].mac, (2 * 5 * 5 * 7 * 2 * 9) as u64);
@@ -106,12 +133,18 @@ fn unfolded_batch_norm_and_real_convs_match_the_interpreter() {
 fn tiles_with_enough_overlap_reproduce_the_whole_image_and_odd_sizes_are_padded() {
     let g = spike_conv_graph(4, 3, 1, 1, true);
     let p = Program::new(&g);
-    let input = Array::new(vec![1, 1, 13, 11], (0..143).map(|i| ((i * 7 % 5) == 0) as u8 as f32).collect());
+    let input = Array::new(
+        vec![1, 1, 13, 11],
+        (0..143).map(|i| ((i * 7 % 5) == 0) as u8 as f32).collect(),
+    );
     let whole = tile::run_image(&p, &input, &opts()).unwrap();
     assert_eq!(whole.outputs[0].shape, vec![1, 4, 13, 11]);
     // The receptive field is one pixel, so an overlap of 1 makes tiles exact.
     let tiled = tile::run_tiled(&p, &input, 4, 1, &opts()).unwrap();
     assert_eq!(tiled.outputs, whole.outputs);
-    assert!(tiled.ops["conv"].ac > whole.ops["conv"].ac, "overlap work is counted");
+    assert!(
+        tiled.ops["conv"].ac > whole.ops["conv"].ac,
+        "overlap work is counted"
+    );
     assert!(tile::run_tiled(&p, &input, 0, 1, &opts()).is_err());
 }

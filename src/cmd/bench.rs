@@ -72,7 +72,10 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 /// Median wall time of `iters` runs of `f` after one warm-up run.
-fn time<T>(iters: usize, mut f: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<(Duration, T)> {
+fn time<T>(
+    iters: usize,
+    mut f: impl FnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<(Duration, T)> {
     let mut last = f()?;
     let mut times = vec![];
     for _ in 0..iters.max(1) {
@@ -108,13 +111,15 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     let (t_rt, res) = time(a.iters, || run_rt(&p, &x, a.threads, false))?;
     let ops = res.total_ops();
     let conv_mac: u64 = art
-            .graph
-            .ids()
-            .filter_map(|i| match &art.graph.node(i).op {
-                spikerc_compiler::Op::Conv2d(c) if !c.event_driven => res.ops.get(&art.graph.node(i).name).map(|o| o.mac),
-                _ => None,
-            })
-            .sum::<u64>();
+        .graph
+        .ids()
+        .filter_map(|i| match &art.graph.node(i).op {
+            spikerc_compiler::Op::Conv2d(c) if !c.event_driven => {
+                res.ops.get(&art.graph.node(i).name).map(|o| o.mac)
+            }
+            _ => None,
+        })
+        .sum::<u64>();
     let secs = t_rt.as_secs_f64();
     let spikes: u64 = res.spikes.values().sum();
     println!(
@@ -146,7 +151,11 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         e.0 += n.time;
     }
     for (m, c) in &prof.ops {
-        if let Some(n) = prof.timeline.iter().find(|n| &n.module == m && n.op.starts_with("conv2d")) {
+        if let Some(n) = prof
+            .timeline
+            .iter()
+            .find(|n| &n.module == m && n.op.starts_with("conv2d"))
+        {
             let e = by_op.entry(n.op).or_default();
             e.1 += c.ac;
             e.2 += c.mac;
@@ -154,7 +163,10 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     }
     let mut kinds: Vec<_> = by_op.into_iter().collect();
     kinds.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
-    println!("time per op kind (profiled run, {:.3} s):", total.as_secs_f64());
+    println!(
+        "time per op kind (profiled run, {:.3} s):",
+        total.as_secs_f64()
+    );
     for (op, (t, ac, mac)) in &kinds {
         let s = t.as_secs_f64();
         let rate = match (ac, mac) {
@@ -162,7 +174,11 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             (ac, 0) => format!("  {:.1} G AC/s", *ac as f64 / s / 1e9),
             (_, mac) => format!("  {:.1} G MAC/s", *mac as f64 / s / 1e9),
         };
-        println!("  {op:<12} {:>8.3} s {:>5.1} %{rate}", s, 100.0 * s / total.as_secs_f64());
+        println!(
+            "  {op:<12} {:>8.3} s {:>5.1} %{rate}",
+            s,
+            100.0 * s / total.as_secs_f64()
+        );
     }
     let mut slow: Vec<_> = prof.timeline.iter().collect();
     slow.sort_by(|a, b| b.time.cmp(&a.time));
@@ -210,7 +226,8 @@ fn torch_compare(a: &Args, x: &Array, secs: f64) -> anyhow::Result<()> {
     let (_vs, net) = SpikerIr::from_checkpoint(&ckpt, &hp, tch::Device::Cpu)
         .with_context(|| format!("{}: building the libtorch model", ck.display()))?;
     tch::set_num_threads(a.threads as i32);
-    let xt = tch::Tensor::from_slice(&x.data).reshape(x.shape.iter().map(|&d| d as i64).collect::<Vec<_>>());
+    let xt = tch::Tensor::from_slice(&x.data)
+        .reshape(x.shape.iter().map(|&d| d as i64).collect::<Vec<_>>());
     let (t, _) = time(a.iters, || Ok(tch::no_grad(|| net.forward_t(&xt, false))))?;
     println!(
         "vs libtorch  {:.2}x faster (libtorch dense {:.3} s/image, {} threads, same input)",

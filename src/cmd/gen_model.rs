@@ -61,7 +61,12 @@ fn shared_dir() -> PathBuf {
 /// Centre `size x size` crops of the first `n` images of `dir`, as one batch.
 pub(crate) fn calibration_batch(dir: &Path, n: usize, size: usize) -> anyhow::Result<Array> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("{}: cannot list calibration images (use --data or set SPIKERC_SHARED)", dir.display()))?
+        .with_context(|| {
+            format!(
+                "{}: cannot list calibration images (use --data or set SPIKERC_SHARED)",
+                dir.display()
+            )
+        })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.extension()
@@ -71,14 +76,21 @@ pub(crate) fn calibration_batch(dir: &Path, n: usize, size: usize) -> anyhow::Re
         .collect();
     files.sort();
     if files.len() < n {
-        bail!("{}: {} image(s), --calib-images needs {n}", dir.display(), files.len());
+        bail!(
+            "{}: {} image(s), --calib-images needs {n}",
+            dir.display(),
+            files.len()
+        );
     }
     let mut data = Vec::with_capacity(n * 3 * size * size);
     for f in &files[..n] {
         let img = read_input(f)?;
         let (h, w) = (img.shape[2], img.shape[3]);
         if h < size || w < size {
-            bail!("{}: image is {h}x{w}, smaller than --calib-size {size}", f.display());
+            bail!(
+                "{}: image is {h}x{w}, smaller than --calib-size {size}",
+                f.display()
+            );
         }
         let (y0, x0) = ((h - size) / 2, (w - size) / 2);
         for c in 0..3 {
@@ -98,12 +110,21 @@ fn safetensors_bytes(ckpt: &Checkpoint) -> anyhow::Result<Vec<u8>> {
         .iter()
         .map(|(k, t)| {
             let d = t.data.as_ref().expect("generated tensors hold data");
-            (k.clone(), t.shape.clone(), d.iter().flat_map(|v| v.to_le_bytes()).collect())
+            (
+                k.clone(),
+                t.shape.clone(),
+                d.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            )
         })
         .collect();
     let views = bytes
         .iter()
-        .map(|(k, s, b)| Ok((k.as_str(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)?)))
+        .map(|(k, s, b)| {
+            Ok((
+                k.as_str(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)?,
+            ))
+        })
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
     Ok(safetensors::serialize(views, &None)?)
 }
@@ -127,30 +148,48 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         in_channels: 3,
         out_channels: 3,
     };
-    let hp = HyperParams { time_steps: a.time_steps, ..HyperParams::default() };
+    let hp = HyperParams {
+        time_steps: a.time_steps,
+        ..HyperParams::default()
+    };
     hp.validate()?;
     let mut ckpt = random_checkpoint(&arch, &hp, a.seed)?;
-    let data = a.data.clone().unwrap_or_else(|| shared_dir().join("data/test/Kodak24"));
+    let data = a
+        .data
+        .clone()
+        .unwrap_or_else(|| shared_dir().join("data/test/Kodak24"));
     let batch = calibration_batch(&data, a.calib_images, a.calib_size)?;
     // BatchNorms unfolded: import without optimisation passes.
     let graph = Verified::new(import(&ckpt, &hp)?.graph)?;
-    let (res, stats) = Program::new(&graph).calibrate_batch_norms(&batch, &RunOptions::default())?;
+    let (res, stats) =
+        Program::new(&graph).calibrate_batch_norms(&batch, &RunOptions::default())?;
     for (module, s) in &stats {
         for (role, v) in [("running_mean", &s.mean), ("running_var", &s.var)] {
             let key = format!("{module}.{role}");
-            let t = ckpt.tensors.get_mut(&key).with_context(|| format!("calibrated BatchNorm {module} has no `{key}`"))?;
+            let t = ckpt
+                .tensors
+                .get_mut(&key)
+                .with_context(|| format!("calibrated BatchNorm {module} has no `{key}`"))?;
             t.data = Some(v.clone());
         }
     }
     let rates: Vec<(String, f64)> = res
         .spikes
         .iter()
-        .map(|(m, s)| (m.clone(), *s as f64 / res.ops[m].neuron_updates.max(1) as f64))
+        .map(|(m, s)| {
+            (
+                m.clone(),
+                *s as f64 / res.ops[m].neuron_updates.max(1) as f64,
+            )
+        })
         .collect();
     let total = res.total_ops();
     let mean_rate = total.spikes_out as f64 / total.neuron_updates.max(1) as f64;
-    let (lo, hi) = rates.iter().fold((f64::MAX, 0f64), |(lo, hi), (_, r)| (lo.min(*r), hi.max(*r)));
-    write_atomic(&a.output, &safetensors_bytes(&ckpt)?).with_context(|| format!("writing {}", a.output.display()))?;
+    let (lo, hi) = rates.iter().fold((f64::MAX, 0f64), |(lo, hi), (_, r)| {
+        (lo.min(*r), hi.max(*r))
+    });
+    write_atomic(&a.output, &safetensors_bytes(&ckpt)?)
+        .with_context(|| format!("writing {}", a.output.display()))?;
     let meta_path = a.output.with_extension("json");
     let meta = json!({
         "architecture": "spikerir", "dim": a.dim, "levels": a.levels,
@@ -162,7 +201,8 @@ pub fn main(a: Args) -> anyhow::Result<()> {
                         "batch_norms": stats.len()},
         "mean_firing_rate": mean_rate, "min_layer_firing_rate": lo, "max_layer_firing_rate": hi,
     });
-    write_atomic(&meta_path, &serde_json::to_vec_pretty(&meta)?).with_context(|| format!("writing {}", meta_path.display()))?;
+    write_atomic(&meta_path, &serde_json::to_vec_pretty(&meta)?)
+        .with_context(|| format!("writing {}", meta_path.display()))?;
     println!(
         "generated {} ({}, {} params, {} BatchNorms calibrated on {} crop(s) {}x{}; firing rate {:.3}, layers {:.3}..{:.3}); config {}",
         a.output.display(),

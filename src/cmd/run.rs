@@ -53,17 +53,28 @@ pub struct Args {
 }
 
 /// Runs one input array with the chosen engine; any H x W.
-fn run_one(a: &Args, art: &Artifact, program: Option<&Program>, input: &Array) -> anyhow::Result<RunResult> {
+fn run_one(
+    a: &Args,
+    art: &Artifact,
+    program: Option<&Program>,
+    input: &Array,
+) -> anyhow::Result<RunResult> {
     match (a.engine, program) {
         (Engine::Event, Some(p)) => {
-            let opts = RunOptions { threads: a.threads, profile: false };
+            let opts = RunOptions {
+                threads: a.threads,
+                profile: false,
+            };
             Ok(match a.tile {
                 Some(t) => tile::run_tiled(p, input, t, a.overlap, &opts)?,
                 None => tile::run_image(p, input, &opts)?,
             })
         }
         _ => {
-            let (h, w) = (input.shape.get(2).copied().unwrap_or(0), input.shape.get(3).copied().unwrap_or(0));
+            let (h, w) = (
+                input.shape.get(2).copied().unwrap_or(0),
+                input.shape.get(3).copied().unwrap_or(0),
+            );
             let padded = input.pad_reflect_to_multiple(art.graph.spatial_divisor());
             let exec = interp::run(&art.graph, &padded)?;
             let mut ops: BTreeMap<String, OpCounts> = BTreeMap::new();
@@ -99,9 +110,9 @@ fn ops_json(ops: &BTreeMap<String, OpCounts>) -> Value {
 }
 
 fn is_input_file(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| ["png", "jpg", "jpeg", "safetensors"].contains(&e.to_ascii_lowercase().as_str()))
+    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        ["png", "jpg", "jpeg", "safetensors"].contains(&e.to_ascii_lowercase().as_str())
+    })
 }
 
 pub fn main(a: Args) -> anyhow::Result<()> {
@@ -118,11 +129,16 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         run_dir(&a, &art, program.as_ref())?
     } else {
         if a.output.is_dir() {
-            bail!("{}: output is a directory but the input {} is a file", a.output.display(), a.input.display());
+            bail!(
+                "{}: output is a directory but the input {} is a file",
+                a.output.display(),
+                a.input.display()
+            );
         }
         let input = read_input(&a.input)?;
         let res = run_one(&a, &art, program.as_ref(), &input)?;
-        write_output(&a.output, &res.outputs[0]).with_context(|| format!("writing {}", a.output.display()))?;
+        write_output(&a.output, &res.outputs[0])
+            .with_context(|| format!("writing {}", a.output.display()))?;
         (res, vec![input.shape.clone()])
     };
     let elapsed = start.elapsed();
@@ -136,7 +152,8 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             "ops": ops_json(&result.ops),
             "seconds": elapsed.as_secs_f64(),
         });
-        write_atomic(p, &serde_json::to_vec_pretty(&s)?).with_context(|| format!("writing {}", p.display()))?;
+        write_atomic(p, &serde_json::to_vec_pretty(&s)?)
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     let total = result.total_ops();
     let spikes: u64 = result.spikes.values().sum();
@@ -156,7 +173,11 @@ pub fn main(a: Args) -> anyhow::Result<()> {
 }
 
 /// Runs every image/tensor file of a directory, writing same-named outputs into `a.output`.
-fn run_dir(a: &Args, art: &Artifact, program: Option<&Program>) -> anyhow::Result<(RunResult, Vec<Vec<usize>>)> {
+fn run_dir(
+    a: &Args,
+    art: &Artifact,
+    program: Option<&Program>,
+) -> anyhow::Result<(RunResult, Vec<Vec<usize>>)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(&a.input)
         .with_context(|| format!("{}: cannot list", a.input.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -164,26 +185,46 @@ fn run_dir(a: &Args, art: &Artifact, program: Option<&Program>) -> anyhow::Resul
         .collect();
     files.sort();
     if files.is_empty() {
-        bail!("{}: no .png, .jpg, .jpeg or .safetensors files in the directory", a.input.display());
+        bail!(
+            "{}: no .png, .jpg, .jpeg or .safetensors files in the directory",
+            a.input.display()
+        );
     }
     if a.output.exists() && !a.output.is_dir() {
-        bail!("{}: the input is a directory, so the output must be a directory too", a.output.display());
+        bail!(
+            "{}: the input is a directory, so the output must be a directory too",
+            a.output.display()
+        );
     }
     // Read everything first so a bad file fails before any output is written.
-    let inputs: Vec<Array> = files.iter().map(|f| read_input(f)).collect::<anyhow::Result<_>>()?;
-    std::fs::create_dir_all(&a.output).with_context(|| format!("{}: cannot create", a.output.display()))?;
+    let inputs: Vec<Array> = files
+        .iter()
+        .map(|f| read_input(f))
+        .collect::<anyhow::Result<_>>()?;
+    std::fs::create_dir_all(&a.output)
+        .with_context(|| format!("{}: cannot create", a.output.display()))?;
     let bar = indicatif::ProgressBar::new(files.len() as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed_precise} eta {eta} {msg}")
-            .expect("valid template"),
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} {elapsed_precise} eta {eta} {msg}",
+        )
+        .expect("valid template"),
     );
     let mut total = RunResult::default();
     let mut shapes = vec![];
     for (f, input) in files.iter().zip(&inputs) {
-        bar.set_message(f.file_name().unwrap_or_default().to_string_lossy().into_owned());
+        bar.set_message(
+            f.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+        );
         let res = run_one(a, art, program, input)?;
-        let out = a.output.join(f.file_name().expect("listed files have names"));
-        write_output(&out, &res.outputs[0]).with_context(|| format!("writing {}", out.display()))?;
+        let out = a
+            .output
+            .join(f.file_name().expect("listed files have names"));
+        write_output(&out, &res.outputs[0])
+            .with_context(|| format!("writing {}", out.display()))?;
         total.merge_counts(&res);
         shapes.push(input.shape.clone());
         bar.inc(1);
