@@ -36,7 +36,7 @@ for r in rows:
     seen.add((r["run"], r["phase"]))
 for run, phase in sorted(seen):
     pts = [(r["step"], r["val_psnr"]) for r in rows if r["run"] == run and r["phase"] == phase]
-    label = f"{run} ({phase})" if phase == "teacher" else run
+    label = "ANN teacher (ReLU twin, T=1)" if phase == "teacher" else run
     ax.plot(*zip(*pts), marker="o", ms=3, ls="--" if phase == "teacher" else "-", label=label)
 ax.set_xlabel("training step (batch 8, 64x64 patches)")
 ax.set_ylabel("validation PSNR (dB), 4 CBSD68 crops, sigma 25")
