@@ -31,9 +31,11 @@ use crate::SyncPtr;
 /// Lanes of one weight chunk; output channels are padded to a multiple of this.
 pub const LANES: usize = 16;
 /// Scale of the f16 fixed-point accumulator (2^24: every f16 is a multiple of 2^-24).
-const FIX_SCALE: f64 = 16_777_216.0;
+pub(crate) const FIX_SCALE: f64 = 16_777_216.0;
 /// Firing rate from which the masked kernel replaces the scatter (f32, AVX-512).
 pub const MASKED_MIN_RATE: f64 = 0.15;
+/// The same crossover for f16 weights (i64 accumulators hold 8 lanes, not 16).
+pub const MASKED_MIN_RATE_F16: f64 = 0.25;
 /// Target size of a band accumulator (bytes), so it stays in L2.
 const BAND_BYTES: usize = 256 * 1024;
 
@@ -215,6 +217,17 @@ impl DenseConv {
     }
 }
 
+/// Which AC kernel an event-driven convolution uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcKernel {
+    /// By firing rate (and `SPIKERC_AC_KERNEL`).
+    Auto,
+    /// Scatter weight columns per spike (any instruction set).
+    Scatter,
+    /// Masked register tiles (AVX-512 only; falls back to the scatter elsewhere).
+    Masked,
+}
+
 /// Weights of an event-driven convolution.
 #[derive(Clone, Debug)]
 enum SpikeWeights {
@@ -259,9 +272,22 @@ impl SpikeConv {
         &self,
         x: &[f32],
         lead: usize,
+        hw: (usize, usize),
+        ohw: (usize, usize),
+        level: Level,
+    ) -> (Vec<f32>, ConvCounts) {
+        self.run_with(x, lead, hw, ohw, level, AcKernel::Auto)
+    }
+
+    /// [`SpikeConv::run`] with an explicit kernel choice (both give identical bits).
+    pub fn run_with(
+        &self,
+        x: &[f32],
+        lead: usize,
         (h, w): (usize, usize),
         (oh, ow): (usize, usize),
         level: Level,
+        kernel: AcKernel,
     ) -> (Vec<f32>, ConvCounts) {
         let g = &self.geo;
         let elem = match self.weights {
@@ -272,10 +298,8 @@ impl SpikeConv {
             .par_chunks(1 << 16)
             .map(|c| c.iter().filter(|v| **v != 0.0).count() as u64)
             .sum();
-        if let (SpikeWeights::F32(wt), true) =
-            (&self.weights, self.use_masked(level, spikes_in, x.len()))
-        {
-            return self.run_masked(wt, x, lead, (h, w), (oh, ow), spikes_in);
+        if self.use_masked(level, spikes_in, x.len(), kernel) {
+            return self.run_masked(x, lead, (h, w), (oh, ow), spikes_in);
         }
         let band = 1usize.max(BAND_BYTES / (ow * g.cp * elem).max(1)).min(oh);
         let bands = oh.div_ceil(band);
@@ -349,17 +373,22 @@ impl SpikeConv {
 
 impl SpikeConv {
     /// Whether the masked register-tile kernel (cost ~ dense, independent of the firing rate)
-    /// beats the scatter (cost ~ spikes) for this input: AVX-512 only, f32 weights, and a
-    /// firing rate above [`MASKED_MIN_RATE`] (measured crossover, see `examples/kernels.rs`).
+    /// beats the scatter (cost ~ spikes) for this input: AVX-512 only, and a firing rate above [`MASKED_MIN_RATE`] ([`MASKED_MIN_RATE_F16`]) (measured crossover, see `examples/kernels.rs`).
     /// `SPIKERC_AC_KERNEL=scatter|masked` forces one (for tests and measurement).
-    fn use_masked(&self, level: Level, spikes: u64, len: usize) -> bool {
-        if level != Level::Avx512 || !matches!(self.weights, SpikeWeights::F32(_)) {
+    fn use_masked(&self, level: Level, spikes: u64, len: usize, kernel: AcKernel) -> bool {
+        if level != Level::Avx512 {
             return false;
         }
-        match std::env::var("SPIKERC_AC_KERNEL").as_deref() {
-            Ok("scatter") => false,
-            Ok("masked") => true,
-            _ => spikes as f64 >= MASKED_MIN_RATE * len as f64,
+        match (kernel, std::env::var("SPIKERC_AC_KERNEL").as_deref()) {
+            (AcKernel::Scatter, _) | (AcKernel::Auto, Ok("scatter")) => false,
+            (AcKernel::Masked, _) | (AcKernel::Auto, Ok("masked")) => true,
+            _ => {
+                let min = match self.weights {
+                    SpikeWeights::F32(_) => MASKED_MIN_RATE,
+                    SpikeWeights::Fixed(_) => MASKED_MIN_RATE_F16,
+                };
+                spikes as f64 >= min * len as f64
+            }
         }
     }
 
@@ -367,7 +396,6 @@ impl SpikeConv {
     #[cfg(target_arch = "x86_64")]
     fn run_masked(
         &self,
-        wt: &[f32],
         x: &[f32],
         lead: usize,
         (h, w): (usize, usize),
@@ -407,7 +435,28 @@ impl SpikeConv {
             for oy in r0..r1 {
                 // SAFETY: `use_masked` only selects this kernel at `Level::Avx512`.
                 unsafe {
-                    crate::simd::masked_row_avx512(g, wt, bias, mb, (hp, wp), oy, (oh, ow), ob)
+                    match &self.weights {
+                        SpikeWeights::F32(wt) => crate::simd::masked_row_avx512(
+                            g,
+                            wt,
+                            bias,
+                            mb,
+                            (hp, wp),
+                            oy,
+                            (oh, ow),
+                            ob,
+                        ),
+                        SpikeWeights::Fixed(wt) => crate::simd::masked_row_i64_avx512(
+                            g,
+                            wt,
+                            bias,
+                            mb,
+                            (hp, wp),
+                            oy,
+                            (oh, ow),
+                            ob,
+                        ),
+                    }
                 };
             }
         });
@@ -425,7 +474,6 @@ impl SpikeConv {
     #[cfg(not(target_arch = "x86_64"))]
     fn run_masked(
         &self,
-        _: &[f32],
         _: &[f32],
         _: usize,
         _: (usize, usize),
@@ -571,6 +619,64 @@ pub(crate) fn add_column<A: Copy + std::ops::AddAssign>(acc: &mut [A], w: &[A]) 
     for (a, w) in acc.chunks_exact_mut(LANES).zip(w.chunks_exact(LANES)) {
         for l in 0..LANES {
             a[l] += w[l];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spikerc_compiler::Tensor;
+
+    /// Scatter and masked kernels, f32 and f16, strides 1 and 2, 1x1 and 3x3: identical bits and
+    /// identical AC counts, at several firing rates.
+    #[test]
+    fn scatter_and_masked_kernels_agree_bit_for_bit() {
+        let level = Level::detect();
+        let mut seed = 7u64;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % 100_000) as f32 / 100_000.0
+        };
+        for (ci, co, k, s, p) in [(5, 20, 3, 1, 1), (8, 33, 3, 2, 1), (6, 17, 1, 1, 0)] {
+            let w: Vec<f32> = (0..co * ci * k * k).map(|_| rnd() - 0.5).collect();
+            let b: Vec<f32> = (0..co).map(|_| rnd() * 0.1).collect();
+            let conv = Conv2d {
+                weight: Tensor::from_f32(vec![co, ci, k, k], w),
+                bias: Some(Tensor::from_f32(vec![co], b)),
+                stride: [s, s],
+                padding: [p, p],
+                event_driven: true,
+            };
+            let half = Conv2d {
+                weight: conv.weight.to_f16(),
+                ..conv.clone()
+            };
+            let (h, wd) = (13, 22);
+            let (oh, ow) = ((h + 2 * p - k) / s + 1, (wd + 2 * p - k) / s + 1);
+            for rate in [0.05, 0.3, 0.9] {
+                let x: Vec<f32> = (0..2 * ci * h * wd)
+                    .map(|_| (rnd() < rate) as u8 as f32)
+                    .collect();
+                for c in [&conv, &half] {
+                    let sc = SpikeConv::new(c);
+                    let (a, ca) = sc.run_with(&x, 2, (h, wd), (oh, ow), level, AcKernel::Scatter);
+                    let (m, cm) = sc.run_with(&x, 2, (h, wd), (oh, ow), level, AcKernel::Masked);
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&a),
+                        bits(&m),
+                        "ci {ci} co {co} k {k} s {s} rate {rate}"
+                    );
+                    assert_eq!((ca.ac, ca.spikes_in), (cm.ac, cm.spikes_in));
+                    let dense = DenseConv::new(c).run(&x, 2, (h, wd), (oh, ow), level).0;
+                    if !sc.is_exact() {
+                        assert_eq!(bits(&a), bits(&dense), "f32 AC path equals the MAC path");
+                    }
+                }
+            }
         }
     }
 }

@@ -322,6 +322,112 @@ pub unsafe fn masked_row_avx512(
     }
 }
 
+/// The f16 variant of [`masked_tile512`]: exact i64 fixed-point accumulators (8 lanes per
+/// register, `NC8` registers per pixel), rounded once to f32 before the bias is added.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn masked_tile512_i64<const P: usize, const NC8: usize>(
+    g: &Geometry,
+    wt: &[i64],
+    bias: Option<&[f32]>,
+    mb: &[u16],
+    (hp, wp): (usize, usize),
+    oy: usize,
+    ox0: usize,
+    c0: usize,
+    (oh, ow): (usize, usize),
+    ob: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let [sy, sx] = g.stride;
+    debug_assert!((ox0 + P - 1) * sx + g.kw <= wp && (oy * sy + g.kh) <= hp);
+    debug_assert!(c0 + NC8 * 8 <= g.cp && mb.len() >= g.ci * hp * wp);
+    let mut acc = [[_mm512_setzero_si512(); NC8]; P];
+    let wptr = wt.as_ptr();
+    let mptr = mb.as_ptr();
+    for i in 0..g.ci {
+        for ky in 0..g.kh {
+            // SAFETY: in bounds by the geometry asserted above (padded mask, padded weights).
+            let row = mptr.add(i * hp * wp + (oy * sy + ky) * wp + ox0 * sx);
+            let wrow = wptr.add((i * g.kh + ky) * g.kw * g.cp + c0);
+            for kx in 0..g.kw {
+                let wb = wrow.add(kx * g.cp) as *const __m512i;
+                let mut wv = [_mm512_setzero_si512(); NC8];
+                for (k, w) in wv.iter_mut().enumerate() {
+                    *w = _mm512_loadu_si512(wb.add(k));
+                }
+                for (p, ap) in acc.iter_mut().enumerate() {
+                    let m = *row.add(p * sx + kx) as __mmask8;
+                    for k in 0..NC8 {
+                        ap[k] = _mm512_mask_add_epi64(ap[k], m, ap[k], wv[k]);
+                    }
+                }
+            }
+        }
+    }
+    let mut lanes = [0i64; 8];
+    for (p, ap) in acc.iter().enumerate() {
+        for (k, v) in ap.iter().enumerate() {
+            _mm512_storeu_si512(lanes.as_mut_ptr() as *mut __m512i, *v);
+            for (l, &s) in lanes.iter().enumerate() {
+                let o = c0 + k * 8 + l;
+                if o < g.co {
+                    let s = (s as f64 / crate::conv::FIX_SCALE) as f32;
+                    ob[(o * oh + oy) * ow + ox0 + p] = match bias {
+                        Some(bb) => s + bb[o],
+                        None => s,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// One output row of an event-driven f16 (fixed-point) convolution by masked accumulation.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `mb` is the zero-padded `[ci, hp, wp]` mask of one plane.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn masked_row_i64_avx512(
+    g: &Geometry,
+    wt: &[i64],
+    bias: Option<&[f32]>,
+    mb: &[u16],
+    hw: (usize, usize),
+    oy: usize,
+    ohw: (usize, usize),
+    ob: &mut [f32],
+) {
+    let ow = ohw.1;
+    let nch = g.cp / 8;
+    let mut ch = 0;
+    while ch < nch {
+        let c0 = ch * 8;
+        macro_rules! run {
+            ($p:literal, $nc:literal) => {{
+                let mut ox = 0;
+                while ox + $p <= ow {
+                    masked_tile512_i64::<$p, $nc>(g, wt, bias, mb, hw, oy, ox, c0, ohw, ob);
+                    ox += $p;
+                }
+                while ox < ow {
+                    masked_tile512_i64::<1, $nc>(g, wt, bias, mb, hw, oy, ox, c0, ohw, ob);
+                    ox += 1;
+                }
+                ch += $nc;
+            }};
+        }
+        match nch - ch {
+            2 => run!(12, 2),
+            4 => run!(6, 4),
+            _ => run!(8, 3),
+        }
+    }
+}
+
 /// `acc += w` over `acc.len()` f32 lanes (a multiple of 16) with AVX-512.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
