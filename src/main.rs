@@ -31,6 +31,8 @@ enum Command {
     Run(cmd::run::Args),
     /// The main job end to end: compile, run and check a shipped model on a shipped image.
     Demo(cmd::demo::Args),
+    /// Simulate an accelerator deployment: outputs, latency, energy report.
+    Simulate(cmd::simulate::Args),
     /// Benchmark the event-driven runtime (vs the interpreter and libtorch).
     Bench(cmd::bench::Args),
     /// Generate a calibrated random SpikerIR benchmark checkpoint.
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => cmd::inspect::main(a),
         Command::Run(a) => cmd::run::main(a),
         Command::Demo(a) => cmd::demo::main(a),
+        Command::Simulate(a) => cmd::simulate::main(a),
         Command::Bench(a) => cmd::bench::main(a),
         Command::GenModel(a) => cmd::gen_model::main(a),
         #[cfg(feature = "torch")]

@@ -1,4 +1,6 @@
 //! `spikerc compile WEIGHTS [--config FILE] [--time-steps T] [--precision f32|f16] -o OUT`
+//! `spikerc compile WEIGHTS --target lynxi[:PRESET|:FILE.toml] [--input-size HxW] -o DIR`
+//! (an accelerator deployment directory, f16 by default; see `spikerc-targets`)
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
@@ -14,10 +16,17 @@ pub struct Args {
     pub weights: PathBuf,
     #[command(flatten)]
     pub hyper: HyperOpts,
-    /// Parameter precision of the artifact.
-    #[arg(long, default_value = "f32")]
-    pub precision: Precision,
-    /// Output artifact file.
+    /// Parameter precision of the artifact (default f32; f16 with --target).
+    #[arg(long)]
+    pub precision: Option<Precision>,
+    /// Deploy to an accelerator: `lynxi`, `lynxi:PRESET` (ka200-like, tianjic-like,
+    /// loihi-like) or `lynxi:FILE.toml`; OUT is then a directory.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Fixed input image size of the deployment, HxW (with --target).
+    #[arg(long, default_value = "256x256", requires = "target")]
+    pub input_size: String,
+    /// Output artifact file (a directory with --target).
     #[arg(short = 'o', long = "output")]
     pub output: PathBuf,
     /// Also write the compile report (passes, quantization error) as JSON.
@@ -26,8 +35,11 @@ pub struct Args {
 }
 
 pub fn main(a: Args) -> anyhow::Result<()> {
+    if let Some(t) = &a.target {
+        return super::simulate::compile_target(&a, t);
+    }
     let hp = a.hyper.resolve()?;
-    let art = spikerc_models::compile_checkpoint(&a.weights, &hp, a.precision)?;
+    let art = spikerc_models::compile_checkpoint(&a.weights, &hp, a.precision.unwrap_or(Precision::F32))?;
     let bytes = art.to_bytes();
     if let Some(r) = &a.report {
         let json = serde_json::to_vec_pretty(&art.report)?;

@@ -7,6 +7,7 @@ pub mod gen_model;
 pub mod inspect;
 pub mod run;
 pub mod demo;
+pub mod simulate;
 #[cfg(feature = "torch")]
 pub mod verify;
 #[cfg(feature = "torch")]

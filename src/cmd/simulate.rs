@@ -1,0 +1,149 @@
+//! `spikerc simulate DIR --input IN [--output OUT] --report REPORT.json [--report-html FILE]`
+//! and the `--target` half of `spikerc compile` (building a deployment directory).
+//!
+//! The simulator runs the deployed artifact with the runtime's kernels (the output equals
+//! `spikerc run` of the same artifact bit for bit) and prints latency, energy per image, the
+//! paper's Eq. 1 figure, the ANN-equivalent figure and where the energy goes.
+
+use anyhow::{bail, Context};
+use clap::Args as ClapArgs;
+use spikerc_compiler::passes::Precision;
+use spikerc_compiler::Artifact;
+use spikerc_targets::lynxi::{self, kib};
+use spikerc_targets::{SimOptions, TargetSpec};
+use std::path::{Path, PathBuf};
+
+use crate::io::{read_input, write_atomic, write_output};
+
+#[derive(ClapArgs)]
+pub struct Args {
+    /// Deployment directory written by `spikerc compile --target lynxi...`.
+    pub dir: PathBuf,
+    /// Input: .safetensors (tensor `input`, [N,3,H,W]) or an image, of the deployed size.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output: .safetensors (tensor `output`) or an image.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Report (JSON).
+    #[arg(long)]
+    pub report: PathBuf,
+    /// Report as a self-contained HTML page with charts.
+    #[arg(long)]
+    pub report_html: Option<PathBuf>,
+    /// Runtime worker threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Modules listed in the printed table.
+    #[arg(long, default_value_t = 12)]
+    pub top: usize,
+}
+
+/// Parses `HxW`.
+pub fn parse_size(s: &str) -> anyhow::Result<[usize; 2]> {
+    let (h, w) = s
+        .split_once(['x', 'X'])
+        .with_context(|| format!("--input-size `{s}`: expected HxW, e.g. 256x256"))?;
+    let p = |v: &str| {
+        v.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .with_context(|| format!("--input-size `{s}`: `{v}` is not a positive integer"))
+    };
+    Ok([p(h)?, p(w)?])
+}
+
+/// `spikerc compile WEIGHTS --target ... -o DIR`.
+pub fn compile_target(a: &super::compile::Args, target: &str) -> anyhow::Result<()> {
+    let spec = TargetSpec::parse(target).map_err(anyhow::Error::msg)?;
+    let (machine, label) = spec.load()?;
+    let size = parse_size(&a.input_size)?;
+    let bytes = std::fs::read(&a.weights)
+        .with_context(|| format!("{}: cannot read", a.weights.display()))?;
+    let art = if Artifact::sniff(&bytes) {
+        if a.precision.is_some() {
+            bail!(
+                "{}: is a compiled artifact; --precision applies to checkpoints only",
+                a.weights.display()
+            );
+        }
+        Artifact::from_bytes(&bytes, &a.weights.display().to_string())?
+    } else {
+        let hp = a.hyper.resolve()?;
+        spikerc_models::compile_checkpoint(&a.weights, &hp, a.precision.unwrap_or(Precision::F16))?
+    };
+    let dep = lynxi::compile(
+        &art,
+        &machine,
+        &lynxi::Options {
+            input_size: size,
+            preset: label.clone(),
+        },
+    )?;
+    if let Some(r) = &a.report {
+        let json = serde_json::to_vec_pretty(&art.report)?;
+        write_atomic(r, &json).with_context(|| format!("writing {}", r.display()))?;
+    }
+    dep.write_dir(&a.output)?;
+    let s = &dep.manifest.summary;
+    println!(
+        "deployed {} -> {}/ ({}, {}, {}x{}, T={})",
+        a.weights.display(),
+        a.output.display(),
+        label,
+        art.meta.precision,
+        size[0],
+        size[1],
+        art.meta.time_steps
+    );
+    println!(
+        "  {} layers in {} slices on {} of {} cores; weights {} ({:.1} % of weight SRAM); {} tensors buffered on chip, {} staged in DRAM ({})",
+        s.layers,
+        s.slices,
+        s.cores_used,
+        s.cores_total,
+        kib(s.weight_bytes),
+        100.0 * s.weight_sram_fill,
+        s.edges_sram,
+        s.edges_dram,
+        kib(s.dram_staging_bytes)
+    );
+    Ok(())
+}
+
+pub fn main(a: Args) -> anyhow::Result<()> {
+    let dep = lynxi::load_dir(&a.dir)?;
+    let input = read_input(&a.input)?;
+    if input.shape.len() != 4 {
+        bail!(
+            "{}: input has shape {:?}, expected [N, 3, H, W]",
+            a.input.display(),
+            input.shape
+        );
+    }
+    let (h, w) = (input.shape[2], input.shape[3]);
+    let padded = input.pad_reflect_to_multiple(dep.artifact.graph.spatial_divisor());
+    let sim = spikerc_targets::simulate(&dep, &padded, &SimOptions { threads: a.threads })
+        .with_context(|| format!("simulating {} on {}", a.dir.display(), a.input.display()))?;
+    let json = serde_json::to_vec_pretty(&sim.report)?;
+    if let Some(o) = &a.output {
+        write_output(o, &sim.outputs[0].crop(h, w))
+            .with_context(|| format!("writing {}", o.display()))?;
+    }
+    write_atomic(&a.report, &json).with_context(|| format!("writing {}", a.report.display()))?;
+    if let Some(p) = &a.report_html {
+        write_atomic(p, sim.report.html().as_bytes())
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    print!("{}", sim.report.table(a.top));
+    println!(
+        "report: {}{}",
+        a.report.display(),
+        a.report_html
+            .as_deref()
+            .map(|p: &Path| format!(", {}", p.display()))
+            .unwrap_or_default()
+    );
+    Ok(())
+}

@@ -1,0 +1,376 @@
+//! The simulation report: JSON (serde), a plain-text table for the terminal, and a
+//! self-contained HTML page with inline SVG charts (no scripts, no network).
+//!
+//! Per image: `latency_*`, `energy_pj`, `paper_energy_pj`, `ann_equivalent_energy_pj`,
+//! `energy_by_action`, module and core energies (a batch is divided by its image count).
+//! Over the whole input batch: `ops`, module counts, `steps`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// Operation totals over the input batch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ops {
+    pub ac: u64,
+    pub mac: u64,
+    pub neuron_updates: u64,
+    pub vector_ops: u64,
+    pub spikes: u64,
+    pub dram_bytes: u64,
+    pub packets: u64,
+    pub packet_hops: u64,
+    pub weight_sram_read_bytes: f64,
+    pub state_sram_read_bytes: f64,
+    pub state_sram_write_bytes: f64,
+}
+
+/// One source module (node name).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModuleReport {
+    pub name: String,
+    pub ac: u64,
+    pub mac: u64,
+    pub neuron_updates: u64,
+    pub vector_ops: u64,
+    pub spikes_in: u64,
+    pub spikes_out: u64,
+    /// LIF modules: output spikes per neuron update; event-driven convs: input firing rate.
+    pub firing_rate: Option<f64>,
+    pub energy_pj: f64,
+    pub energy_by_action: BTreeMap<String, f64>,
+}
+
+/// Counts of one time step (of one core, or of the chip).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepCounts {
+    pub t: usize,
+    pub ac: u64,
+    pub mac: u64,
+    pub neuron_updates: u64,
+    pub busy_cycles: u64,
+    pub packets: u64,
+    pub dram_bytes: u64,
+}
+
+/// One core.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CoreReport {
+    pub id: usize,
+    pub x: usize,
+    pub y: usize,
+    pub slices: usize,
+    pub layers: Vec<String>,
+    pub busy_cycles: u64,
+    pub barrier_wait_cycles: u64,
+    pub utilisation: f64,
+    pub energy_pj: f64,
+    pub steps: Vec<StepCounts>,
+}
+
+/// The report of one simulation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub model: String,
+    pub preset: String,
+    pub machine: String,
+    pub precision: String,
+    pub input_size: [usize; 2],
+    pub images: usize,
+    pub time_steps: usize,
+    pub latency_cycles: u64,
+    pub latency_ms: f64,
+    /// Full figure: operations, SRAM, DRAM, network, neuron updates (machine energy table).
+    pub energy_pj: f64,
+    pub average_power_mw: f64,
+    /// Eq. 1 of the SpikerIR paper: sum of fr x 0.9 pJ x dense AC ops + 4.6 pJ x MACs.
+    pub paper_energy_pj: f64,
+    /// The same architecture as an ANN: every conv (spiking ones too) dense, T = 1, 4.6 pJ/MAC.
+    pub ann_equivalent_energy_pj: f64,
+    /// `paper_energy_pj / ann_equivalent_energy_pj`.
+    pub snn_ann_ratio: f64,
+    pub ops: Ops,
+    pub energy_by_action: BTreeMap<String, f64>,
+    pub cores_used: usize,
+    pub mean_utilisation: f64,
+    pub steps: Vec<StepCounts>,
+    pub modules: Vec<ModuleReport>,
+    pub cores: Vec<CoreReport>,
+    /// Machine parameters that are assumed, not published.
+    pub assumed: Vec<String>,
+}
+
+/// `1234567.0` pJ as `1.235 uJ`.
+pub fn energy(pj: f64) -> String {
+    let a = pj.abs();
+    if a >= 1e9 {
+        format!("{:.3} mJ", pj / 1e9)
+    } else if a >= 1e6 {
+        format!("{:.3} uJ", pj / 1e6)
+    } else if a >= 1e3 {
+        format!("{:.3} nJ", pj / 1e3)
+    } else {
+        format!("{pj:.1} pJ")
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+impl Report {
+    /// A readable summary table; `top` modules by energy.
+    pub fn table(&self, top: usize) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{} on {} ({}), {}x{}, T={}, {} image(s)",
+            self.model,
+            self.preset,
+            self.precision,
+            self.input_size[0],
+            self.input_size[1],
+            self.time_steps,
+            self.images
+        );
+        let _ = writeln!(
+            s,
+            "  latency            {} cycles = {:.3} ms",
+            self.latency_cycles, self.latency_ms
+        );
+        let _ = writeln!(
+            s,
+            "  energy per image   {}   (average power {:.1} mW)",
+            energy(self.energy_pj),
+            self.average_power_mw
+        );
+        let _ = writeln!(
+            s,
+            "  paper figure (Eq.1) {}   ANN equivalent {}   SNN/ANN {:.3}",
+            energy(self.paper_energy_pj),
+            energy(self.ann_equivalent_energy_pj),
+            self.snn_ann_ratio
+        );
+        let _ = writeln!(
+            s,
+            "  ops                AC {}  MAC {}  neuron updates {}  spikes {}",
+            self.ops.ac, self.ops.mac, self.ops.neuron_updates, self.ops.spikes
+        );
+        let _ = writeln!(
+            s,
+            "  cores used         {} (mean utilisation {:.1} %)",
+            self.cores_used,
+            100.0 * self.mean_utilisation
+        );
+        let _ = writeln!(s, "  energy by action:");
+        let mut acts: Vec<(&String, &f64)> = self.energy_by_action.iter().collect();
+        acts.sort_by(|a, b| b.1.total_cmp(a.1).then(a.0.cmp(b.0)));
+        for (a, e) in acts {
+            let _ = writeln!(
+                s,
+                "    {:<18} {:>14} {:>6.1} %",
+                a,
+                energy(*e),
+                100.0 * e / self.energy_pj.max(f64::MIN_POSITIVE)
+            );
+        }
+        let mut mods: Vec<&ModuleReport> = self.modules.iter().collect();
+        mods.sort_by(|a, b| {
+            b.energy_pj
+                .total_cmp(&a.energy_pj)
+                .then(a.name.cmp(&b.name))
+        });
+        let _ = writeln!(s, "  top {} modules by energy:", top.min(mods.len()));
+        let _ = writeln!(
+            s,
+            "    {:<40} {:>14} {:>7} {:>12} {:>12} {:>6}",
+            "module", "energy", "share", "AC", "MAC", "fr"
+        );
+        for m in mods.iter().take(top) {
+            let fr = m
+                .firing_rate
+                .map(|f| format!("{f:.3}"))
+                .unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                s,
+                "    {:<40} {:>14} {:>6.1}% {:>12} {:>12} {:>6}",
+                m.name,
+                energy(m.energy_pj),
+                100.0 * m.energy_pj / self.energy_pj.max(f64::MIN_POSITIVE),
+                m.ac,
+                m.mac,
+                fr
+            );
+        }
+        s
+    }
+
+    /// A self-contained HTML page.
+    pub fn html(&self) -> String {
+        let mut h = String::new();
+        let _ = write!(
+            h,
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>spikerc simulation: {}</title>\n<style>body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse}}td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}}td:first-child,th:first-child{{text-align:left}}h2{{margin-top:1.5em}}</style></head><body>\n",
+            esc(&self.model)
+        );
+        let _ = writeln!(h, "<h1>{} on {}</h1>", esc(&self.model), esc(&self.preset));
+        let _ = writeln!(h, "<table>");
+        let rows = [
+            (
+                "input",
+                format!(
+                    "{}x{}, T={}, {} image(s), {}",
+                    self.input_size[0],
+                    self.input_size[1],
+                    self.time_steps,
+                    self.images,
+                    self.precision
+                ),
+            ),
+            (
+                "latency",
+                format!("{} cycles = {:.3} ms", self.latency_cycles, self.latency_ms),
+            ),
+            ("energy per image", energy(self.energy_pj)),
+            ("average power", format!("{:.1} mW", self.average_power_mw)),
+            ("paper figure (Eq. 1)", energy(self.paper_energy_pj)),
+            ("ANN equivalent", energy(self.ann_equivalent_energy_pj)),
+            ("SNN / ANN", format!("{:.3}", self.snn_ann_ratio)),
+            (
+                "AC / MAC / neuron updates",
+                format!(
+                    "{} / {} / {}",
+                    self.ops.ac, self.ops.mac, self.ops.neuron_updates
+                ),
+            ),
+            (
+                "cores used",
+                format!(
+                    "{} (mean utilisation {:.1} %)",
+                    self.cores_used,
+                    100.0 * self.mean_utilisation
+                ),
+            ),
+        ];
+        for (k, v) in rows {
+            let _ = writeln!(h, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(&v));
+        }
+        let _ = writeln!(h, "</table>");
+        let acts: Vec<(String, f64)> = self
+            .energy_by_action
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let _ = writeln!(h, "<h2>Energy by action</h2>{}", bars(&acts, energy));
+        let mut mods: Vec<(String, f64)> = self
+            .modules
+            .iter()
+            .filter(|m| m.energy_pj > 0.0)
+            .map(|m| (m.name.clone(), m.energy_pj))
+            .collect();
+        mods.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        mods.truncate(40);
+        let _ = writeln!(
+            h,
+            "<h2>Energy by module (top {})</h2>{}",
+            mods.len(),
+            bars(&mods, energy)
+        );
+        let fr: Vec<(String, f64)> = self
+            .modules
+            .iter()
+            .filter_map(|m| m.firing_rate.map(|f| (m.name.clone(), f)))
+            .collect();
+        let _ = writeln!(
+            h,
+            "<h2>Firing rate by module</h2>{}",
+            bars(&fr, |v| format!("{v:.3}"))
+        );
+        let _ = writeln!(h, "<h2>Core map (utilisation)</h2>{}", self.core_map());
+        let _ = writeln!(
+            h,
+            "<h2>Assumed machine parameters</h2><p>{}</p>",
+            esc(&self.assumed.join(", "))
+        );
+        let _ = writeln!(h, "</body></html>");
+        h
+    }
+
+    fn core_map(&self) -> String {
+        let cols = self.cores.iter().map(|c| c.x + 1).max().unwrap_or(1);
+        let rows = self.cores.iter().map(|c| c.y + 1).max().unwrap_or(1);
+        let cell = 28;
+        let mut s = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\">",
+            cols * cell + 2,
+            rows * cell + 2
+        );
+        for c in &self.cores {
+            let u = c.utilisation.clamp(0.0, 1.0);
+            let (r, g, b) = if c.slices == 0 {
+                (230, 230, 230)
+            } else {
+                (
+                    255 - (200.0 * u) as u8,
+                    255 - (120.0 * u) as u8,
+                    255 - (20.0 * u) as u8,
+                )
+            };
+            let _ = write!(
+                s,
+                "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"rgb({r},{g},{b})\" stroke=\"#888\"><title>core {} ({},{}): {:.1} % busy, {} slices, {}; {}</title></rect>",
+                1 + c.x * cell,
+                1 + c.y * cell,
+                cell - 2,
+                cell - 2,
+                c.id,
+                c.x,
+                c.y,
+                100.0 * u,
+                c.slices,
+                esc(&c.layers.join(", ")),
+                energy(c.energy_pj)
+            );
+        }
+        s.push_str("</svg><p>darker = busier; hover a core for its layers</p>");
+        s
+    }
+}
+
+/// A horizontal bar chart.
+fn bars(items: &[(String, f64)], fmt: impl Fn(f64) -> String) -> String {
+    let max = items.iter().map(|i| i.1).fold(0.0, f64::max);
+    let (label_w, bar_w, row_h) = (330, 420, 16);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-size=\"11\">",
+        label_w + bar_w + 120,
+        items.len() * row_h + 4
+    );
+    for (i, (name, v)) in items.iter().enumerate() {
+        let y = i * row_h + 2;
+        let w = if max > 0.0 {
+            (v / max * bar_w as f64).max(0.0)
+        } else {
+            0.0
+        };
+        let _ = write!(
+            s,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text><rect x=\"{}\" y=\"{}\" width=\"{:.1}\" height=\"{}\" fill=\"#4a7fc1\"/><text x=\"{:.1}\" y=\"{}\">{}</text>",
+            label_w - 4,
+            y + 12,
+            esc(name),
+            label_w,
+            y + 2,
+            w,
+            row_h - 4,
+            label_w as f64 + w + 4.0,
+            y + 12,
+            esc(&fmt(*v))
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
