@@ -75,15 +75,30 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn time<T>(
     iters: usize,
     mut f: impl FnMut() -> anyhow::Result<T>,
-) -> anyhow::Result<(Duration, T)> {
+) -> anyhow::Result<(Duration, T, f64)> {
     let mut last = f()?;
     let mut times = vec![];
+    let c0 = cpu_seconds();
     for _ in 0..iters.max(1) {
         let t = Instant::now();
         last = f()?;
         times.push(t.elapsed());
     }
-    Ok((median(times), last))
+    let cpu = match (c0, cpu_seconds()) {
+        (Some(a), Some(b)) => (b - a) / iters.max(1) as f64,
+        _ => 0.0,
+    };
+    Ok((median(times), last, cpu))
+}
+
+/// CPU seconds (user + system, all threads) this process has used, from `/proc/self/stat`
+/// (Linux; `None` elsewhere). On a shared machine, CPU time per image is the fairer measure.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 fn run_rt(p: &Program, x: &Array, threads: usize, profile: bool) -> anyhow::Result<RunResult> {
@@ -108,7 +123,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         a.threads,
         p.level().name()
     );
-    let (t_rt, res) = time(a.iters, || run_rt(&p, &x, a.threads, false))?;
+    let (t_rt, res, cpu_rt) = time(a.iters, || run_rt(&p, &x, a.threads, false))?;
     let ops = res.total_ops();
     let conv_mac: u64 = art
         .graph
@@ -123,9 +138,10 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     let secs = t_rt.as_secs_f64();
     let spikes: u64 = res.spikes.values().sum();
     println!(
-        "runtime      {:>9.3} s/image (median of {}), firing rate {:.3}",
+        "runtime      {:>9.3} s/image (median of {}), {:.3} CPU s/image, firing rate {:.3}",
         secs,
         a.iters,
+        cpu_rt,
         spikes as f64 / ops.neuron_updates.max(1) as f64
     );
     let peak = simd::peak_mac_per_s(p.level(), a.threads, 0.3);
@@ -201,7 +217,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         let t0 = Instant::now();
         interp::run(&art.graph, &padded)?;
         let t_in = t0.elapsed().as_secs_f64();
-        let (t_small, _) = time(a.iters, || run_rt(&p, &xs, a.threads, false))?;
+        let (t_small, _, _) = time(a.iters, || run_rt(&p, &xs, a.threads, false))?;
         println!(
             "vs interp    {:.1}x faster at {s}x{s} (interpreter {:.3} s single-threaded, runtime {:.3} s){}",
             t_in / t_small.as_secs_f64(),
@@ -210,12 +226,12 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             if s != a.size { " — measured at the smaller size, the interpreter is too slow at full size" } else { "" }
         );
     }
-    torch_compare(&a, &x, secs)?;
+    torch_compare(&a, &x, secs, cpu_rt)?;
     Ok(())
 }
 
 #[cfg(feature = "torch")]
-fn torch_compare(a: &Args, x: &Array, secs: f64) -> anyhow::Result<()> {
+fn torch_compare(a: &Args, x: &Array, secs: f64, cpu_rt: f64) -> anyhow::Result<()> {
     use spikerc_models::torch::{tch, SpikerIr};
     let Some(ck) = &a.checkpoint else {
         println!("vs libtorch  skipped (pass --checkpoint and --config of the artifact's model)");
@@ -228,18 +244,20 @@ fn torch_compare(a: &Args, x: &Array, secs: f64) -> anyhow::Result<()> {
     tch::set_num_threads(a.threads as i32);
     let xt = tch::Tensor::from_slice(&x.data)
         .reshape(x.shape.iter().map(|&d| d as i64).collect::<Vec<_>>());
-    let (t, _) = time(a.iters, || Ok(tch::no_grad(|| net.forward_t(&xt, false))))?;
+    let (t, _, cpu) = time(a.iters, || Ok(tch::no_grad(|| net.forward_t(&xt, false))))?;
     println!(
-        "vs libtorch  {:.2}x faster (libtorch dense {:.3} s/image, {} threads, same input)",
+        "vs libtorch  {:.2}x faster by wall time, {:.2}x by CPU time (libtorch dense {:.3} s/image, {:.3} CPU s/image, {} threads, same input)",
         t.as_secs_f64() / secs,
+        if cpu_rt > 0.0 { cpu / cpu_rt } else { f64::NAN },
         t.as_secs_f64(),
+        cpu,
         a.threads
     );
     Ok(())
 }
 
 #[cfg(not(feature = "torch"))]
-fn torch_compare(a: &Args, _x: &Array, _secs: f64) -> anyhow::Result<()> {
+fn torch_compare(a: &Args, _x: &Array, _secs: f64, _cpu: f64) -> anyhow::Result<()> {
     if a.checkpoint.is_some() {
         bail!("the libtorch comparison needs a build with `--features torch`");
     }
