@@ -79,14 +79,14 @@ pub struct Args {
 
 enum Engine {
     Interp(Box<Artifact>),
-    Runtime(Box<Artifact>, spikerc_runtime::Program),
+    Runtime(Box<Artifact>, Box<spikerc_runtime::Program>),
     #[cfg(feature = "torch")]
     Torch(spikerc_models::eval::torch::TorchModel),
 }
 
 fn runtime(art: Artifact) -> Engine {
     let prog = spikerc_runtime::Program::new(&art.graph);
-    Engine::Runtime(Box::new(art), prog)
+    Engine::Runtime(Box::new(art), Box::new(prog))
 }
 
 fn is_artifact(path: &std::path::Path) -> anyhow::Result<bool> {

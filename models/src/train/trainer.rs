@@ -588,7 +588,7 @@ impl Trainer<'_> {
             if let Some(t) = teacher {
                 let tfeats = tch::no_grad(|| t.forward_features(&x, false).1);
                 for ((h, s), tf) in hints.iter().zip(&feats).zip(&tfeats) {
-                    loss = loss + h.loss(s, tf) * c.gamma;
+                    loss += h.loss(s, tf) * c.gamma;
                 }
             }
             opt.zero_grad();
