@@ -28,7 +28,7 @@ fn project_suite_passes() {
     let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/suite.toml");
     let (o, out, err) = golden(&["check"], &suite);
     assert!(o.status.success(), "{out}{err}");
-    assert!(out.contains("golden check passed: 12 case(s)"), "{out}");
+    assert!(out.contains("golden check passed: 13 case(s)"), "{out}");
     for engine in ["event", "interp", "torch"] {
         assert!(out.contains(&format!("l4-{engine}-f32")), "{out}");
     }

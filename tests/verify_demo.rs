@@ -52,6 +52,12 @@ fn demo_writes_restored_image_and_report() {
         assert!(stdout.contains("not a trained denoiser"), "{stdout}");
     }
     assert!(r["spikes"].as_u64().unwrap() > 0);
+    // The simulator ran the deployed f16 artifact and computed the runtime's output.
+    let sim = &r["simulator"];
+    assert_eq!(sim["output_matches_runtime"], true, "{r}");
+    assert!(
+        sim["energy_pj"].as_f64().unwrap() > 0.0 && sim["latency_cycles"].as_u64().unwrap() > 0
+    );
     // The artifact it wrote loads and is f16.
     let art = spikerc_compiler::Artifact::load(&out.join("model-f16.spk")).unwrap();
     assert_eq!(art.meta.precision.to_string(), "f16");

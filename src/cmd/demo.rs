@@ -5,9 +5,11 @@
 //! shared `spikerir-l3-d16` fixture when the repository has none), takes the built-in Kodak
 //! crop (or `--input`), adds the model's Gaussian noise (deterministic seed) when it is a
 //! denoiser, compiles the checkpoint to f32 and to f16 (the deployment precision), runs both
-//! with the event-driven runtime, and — in builds with feature `torch` — checks the f16
+//! with the event-driven runtime, deploys the f16 artifact on the Lynxi-style accelerator and
+//! simulates it (latency, energy), and — in builds with feature `torch` — checks the f16
 //! artifact against the libtorch reference. Writes `clean.png`, `noisy.png`, `restored.png`,
-//! `model-f16.spk` and `report.json` into DIR and prints a summary.
+//! `model-f16.spk`, `deploy/`, `sim-report.{json,html}` and `report.json` into DIR and prints a
+//! summary.
 
 use anyhow::{bail, Context};
 use clap::Args as ClapArgs;
@@ -62,6 +64,10 @@ pub struct Args {
     /// Noise seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Accelerator the f16 artifact is deployed on and simulated (`lynxi:PRESET` or
+    /// `lynxi:FILE.toml`).
+    #[arg(long, default_value = "lynxi:ka200-like")]
+    pub target: String,
 }
 
 fn repo_root() -> PathBuf {
@@ -187,6 +193,15 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     write_output(&a.out.join("restored.png"), &out16)?;
 
     let reference = reference_check(&weights, &hp, &art16, &noisy)?;
+    let target = a.target.as_str();
+    let sim = simulate(&art16, target, &padded, &a.out.join("deploy"))
+        .with_context(|| format!("simulating on {target}"))?;
+    let sr = &sim.report;
+    write_atomic(
+        &a.out.join("sim-report.json"),
+        &serde_json::to_vec_pretty(sr)?,
+    )?;
+    write_atomic(&a.out.join("sim-report.html"), sr.html().as_bytes())?;
     let denoiser = training_sigma(&meta).is_some();
     let report = json!({
         "model": model_dir.display().to_string(),
@@ -207,7 +222,16 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         "ops": {"ac": ops.ac, "mac": ops.mac, "neuron_updates": ops.neuron_updates},
         "seconds": {"compile_f16_and_f32": compile_s, "run_f16": t16, "run_f32": t32},
         "libtorch_check": reference,
-        "files": ["clean.png", "noisy.png", "restored.png", "model-f16.spk", "report.json"],
+        "simulator": {
+            "target": target,
+            "latency_ms": sr.latency_ms,
+            "latency_cycles": sr.latency_cycles,
+            "energy_pj": sr.energy_pj,
+            "snn_ann_energy_ratio": sr.snn_ann_ratio,
+            "cores_used": sr.cores_used,
+            "output_matches_runtime": sim.outputs.first().map(|o| o.crop(h, w) == out16),
+        },
+        "files": ["clean.png", "noisy.png", "restored.png", "model-f16.spk", "deploy/", "sim-report.json", "sim-report.html", "report.json"],
     });
     write_atomic(
         &a.out.join("report.json"),
@@ -239,10 +263,45 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         println!("libtorch: {s}");
     }
     println!(
-        "wrote:    {}/{{clean,noisy,restored}}.png, model-f16.spk, report.json",
+        "{target}: latency {:.3} ms ({} cycles), energy {:.3} mJ per image, SNN/ANN energy {:.3}, {} cores",
+        sr.latency_ms,
+        sr.latency_cycles,
+        sr.energy_pj / 1e9 / sr.images.max(1) as f64,
+        sr.snn_ann_ratio,
+        sr.cores_used
+    );
+    println!(
+        "wrote:    {}/{{clean,noisy,restored}}.png, model-f16.spk, deploy/, sim-report.{{json,html}}, report.json",
         a.out.display()
     );
     Ok(())
+}
+
+/// Deploys `art` on `target` (`lynxi`, `lynxi:PRESET` or `lynxi:FILE.toml`) for the padded
+/// input's size, writes the deployment to `dir`, reads it back and simulates it.
+pub fn simulate(
+    art: &spikerc_compiler::Artifact,
+    target: &str,
+    padded: &Array,
+    dir: &Path,
+) -> anyhow::Result<spikerc_targets::Simulation> {
+    let spec = spikerc_targets::TargetSpec::parse(target).map_err(anyhow::Error::msg)?;
+    let (machine, label) = spec.load()?;
+    let dep = spikerc_targets::lynxi::compile(
+        art,
+        &machine,
+        &spikerc_targets::lynxi::Options {
+            input_size: [padded.shape[2], padded.shape[3]],
+            preset: label,
+        },
+    )?;
+    dep.write_dir(dir)?;
+    let loaded = spikerc_targets::load_dir(dir)?;
+    Ok(spikerc_targets::simulate(
+        &loaded,
+        padded,
+        &spikerc_targets::SimOptions { threads: 0 },
+    )?)
 }
 
 /// The f16 artifact against the libtorch f32 reference on the same input.

@@ -25,7 +25,7 @@ use spikerc_runtime::{Program, RunOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::demo::{builtin_image, BUILTIN_NAME};
+use super::demo::{builtin_image, simulate, BUILTIN_NAME};
 use crate::io::{read_input, write_atomic};
 
 #[derive(ClapArgs)]
@@ -379,12 +379,36 @@ pub fn run_case(suite: &Path, c: &CaseSpec) -> anyhow::Result<Record> {
             c.name
         ),
     };
-    if let Some(t) = &c.target {
-        bail!(
-            "case `{}`: target `{t}`: this build has no simulator yet (spikerc-targets), so energy and cycles cannot be recorded",
-            c.name
-        );
-    }
+    let sim = match &c.target {
+        None => None,
+        Some(t) => {
+            if c.engine == "torch" {
+                bail!(
+                    "case `{}`: a target needs an artifact engine (event or interp), not torch",
+                    c.name
+                );
+            }
+            let name = ckpt_path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let art = spikerc_models::compile(&ckpt, &hp, precision, &name).with_context(ctx)?;
+            let padded = input.pad_reflect_to_multiple(art.graph.spatial_divisor());
+            let scratch = std::env::temp_dir().join(format!(
+                "spikerc-golden-{}-{}",
+                std::process::id(),
+                c.name.replace(|ch: char| !ch.is_ascii_alphanumeric(), "_")
+            ));
+            let r = simulate(&art, t, &padded, &scratch).with_context(ctx);
+            let _ = std::fs::remove_dir_all(&scratch);
+            let r = r?;
+            Some(SimRecord {
+                target: t.clone(),
+                energy_pj: r.report.energy_pj,
+                cycles: r.report.latency_cycles,
+            })
+        }
+    };
     let output = output.crop(h, w);
     Ok(Record {
         engine: c.engine.clone(),
@@ -400,7 +424,7 @@ pub fn run_case(suite: &Path, c: &CaseSpec) -> anyhow::Result<Record> {
         output: summarise(&output),
         spikes,
         ops,
-        sim: None,
+        sim,
     })
 }
 
