@@ -52,18 +52,20 @@ pub const TILE_SRAM_DIVISOR: u64 = 4;
 /// Why a model cannot be mapped.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum MapError {
-    #[error("{layer}: smallest slice (1 output channel) needs {need} of weights, core weight SRAM is {have} (machine {machine})")]
+    #[error("{layer}: smallest slice (1 output channel) needs {need} of weights, core weight SRAM is {have}: short by {short} (machine {machine})")]
     SliceTooBig {
         layer: String,
         need: String,
         have: String,
+        short: String,
         machine: String,
     },
-    #[error("{layer}: smallest tile (1x1 output, 1 channel) needs {need} of state SRAM (input band, output, membrane), core state SRAM is {have} (machine {machine})")]
+    #[error("{layer}: smallest tile (1x1 output, 1 channel) needs {need} of state SRAM (input band, output, membrane), core state SRAM is {have}: short by {short} (machine {machine})")]
     TileTooBig {
         layer: String,
         need: String,
         have: String,
+        short: String,
         machine: String,
     },
     #[error("model needs {need} of weights, {cores} cores x {per_core} = {have}: {short} of weights did not fit, from {layer} on (machine {machine})")]
@@ -411,7 +413,7 @@ pub fn compile(art: &Artifact, machine: &Machine, opts: &Options) -> Result<Depl
         }
     }
 
-    // 2. core slice: pour channels into cores along the serpentine walk.
+    // 2. core slice / core map: spread every layer over the cores its work justifies.
     let cap = machine.core.weight_sram_bytes;
     for d in &drafts {
         let need = d.weight_for(1);
@@ -420,6 +422,7 @@ pub fn compile(art: &Artifact, machine: &Machine, opts: &Options) -> Result<Depl
                 layer: d.name.clone(),
                 need: kib(need),
                 have: kib(cap),
+                short: kib(need - cap),
                 machine: machine.name.clone(),
             });
         }
@@ -472,6 +475,7 @@ pub fn compile(art: &Artifact, machine: &Machine, opts: &Options) -> Result<Depl
             layer: d.name.clone(),
             need: kib(need),
             have: kib(state_cap),
+            short: kib(need.saturating_sub(state_cap)),
             machine: machine.name.clone(),
         })?;
         let (oh, ow) = spatial(&d.out_shape);
