@@ -103,7 +103,9 @@ pub struct Report {
 /// `1234567.0` pJ as `1.235 uJ`.
 pub fn energy(pj: f64) -> String {
     let a = pj.abs();
-    if a >= 1e9 {
+    if a >= 1e12 {
+        format!("{:.3} J", pj / 1e12)
+    } else if a >= 1e9 {
         format!("{:.3} mJ", pj / 1e9)
     } else if a >= 1e6 {
         format!("{:.3} uJ", pj / 1e6)
