@@ -433,7 +433,7 @@ pub unsafe fn masked_row_i64_avx512(
 #[inline(always)]
 unsafe fn add_f32_512(acc: &mut [f32], w: &[f32]) {
     use std::arch::x86_64::*;
-    debug_assert!(acc.len() == w.len() && acc.len() % 16 == 0);
+    debug_assert!(acc.len() == w.len() && acc.len().is_multiple_of(16));
     let (a, b) = (acc.as_mut_ptr(), w.as_ptr());
     for k in (0..acc.len()).step_by(16) {
         _mm512_storeu_ps(
@@ -448,7 +448,7 @@ unsafe fn add_f32_512(acc: &mut [f32], w: &[f32]) {
 #[inline(always)]
 unsafe fn add_i64_512(acc: &mut [i64], w: &[i64]) {
     use std::arch::x86_64::*;
-    debug_assert!(acc.len() == w.len() && acc.len() % 16 == 0);
+    debug_assert!(acc.len() == w.len() && acc.len().is_multiple_of(16));
     let (a, b) = (
         acc.as_mut_ptr() as *mut __m512i,
         w.as_ptr() as *const __m512i,
