@@ -178,7 +178,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         }
     }
     let mut kinds: Vec<_> = by_op.into_iter().collect();
-    kinds.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    kinds.sort_by_key(|k| std::cmp::Reverse(k.1 .0));
     println!(
         "time per op kind (profiled run, {:.3} s):",
         total.as_secs_f64()
@@ -197,7 +197,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         );
     }
     let mut slow: Vec<_> = prof.timeline.iter().collect();
-    slow.sort_by(|a, b| b.time.cmp(&a.time));
+    slow.sort_by_key(|n| std::cmp::Reverse(n.time));
     println!("slowest layers:");
     for n in slow.iter().take(a.layers) {
         let c = prof.ops.get(&n.module).copied().unwrap_or_default();

@@ -133,7 +133,8 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     if a.levels == 0 || a.dim == 0 || a.blocks == 0 || a.time_steps == 0 {
         bail!("--levels, --dim, --blocks and --time-steps must be positive");
     }
-    if a.calib_images == 0 || a.calib_size == 0 || a.calib_size % (1 << (a.levels - 1)) != 0 {
+    if a.calib_images == 0 || a.calib_size == 0 || !a.calib_size.is_multiple_of(1 << (a.levels - 1))
+    {
         bail!(
             "--calib-images must be positive and --calib-size a multiple of {} (2^(levels-1)), got {}",
             1 << (a.levels - 1),
