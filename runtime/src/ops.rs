@@ -206,17 +206,9 @@ pub fn binary(a: &Array, b: &Array, op: BinaryOp, out_shape: &[usize]) -> Array 
     Array::new(out_shape.to_vec(), out)
 }
 
-pub fn concat(args: &[&Array], axis: usize, out_shape: &[usize]) -> Array {
-    let outer: usize = out_shape[..axis].iter().product();
-    let mut out = Vec::with_capacity(out_shape.iter().product());
-    for o in 0..outer {
-        for a in args {
-            let chunk: usize = a.shape[axis..].iter().product();
-            out.extend_from_slice(&a.data[o * chunk..(o + 1) * chunk]);
-        }
-    }
-    Array::new(out_shape.to_vec(), out)
-}
+/// Concatenation is pure data movement (contiguous copies); the interpreter's kernel is already
+/// as fast as it gets, so the runtime uses it.
+pub use spikerc_compiler::interp::concat;
 
 /// Mean (f64, row-major order of the reduced elements, one rounding) or max (first maximum
 /// wins) over `axes`. Parallel over the first kept axis longer than 1: each task owns the

@@ -17,7 +17,7 @@
 
 mod kernels;
 
-pub use kernels::{bilinear_up2, lif_forward};
+pub use kernels::{bilinear_up2, concat, lif_forward};
 
 use std::collections::BTreeMap;
 
