@@ -5,30 +5,10 @@
 
 mod common;
 
+use common::{ok, s, spikerc_output};
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn spikerc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_spikerc"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> Output {
-    let o = spikerc(args);
-    assert!(
-        o.status.success(),
-        "spikerc {args:?} failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn fixture() -> PathBuf {
     common::shared_dir().join("fixtures/spikerir-l3-d16")
@@ -211,14 +191,14 @@ fn derain_pairs_and_bad_inputs() {
     for (name, extra) in &cases {
         let mut args = vec!["eval", s(&art), "--json", s(&out)];
         args.extend(extra.iter().map(String::as_str));
-        let o = spikerc(&args);
+        let o = spikerc_output(&args);
         assert!(!o.status.success(), "{name} should fail");
         assert!(!out.exists(), "{name} left a JSON file");
         let err = String::from_utf8_lossy(&o.stderr).replace(s(d.path()), "$TMP");
         assert_eq!(err.lines().count(), 1, "{name}: {err}");
         all.push_str(&format!("{name}: {err}"));
     }
-    let o = spikerc(&[
+    let o = spikerc_output(&[
         "eval",
         s(&art),
         "--data",

@@ -6,24 +6,6 @@ mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn spikerc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_spikerc"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> Output {
-    let o = spikerc(args);
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
 
 fn l4() -> PathBuf {
     shared_dir().join("fixtures/spikerir-l4-d16")
@@ -225,7 +207,7 @@ fn bad_run_inputs_are_one_clear_error_and_leave_no_output() {
     ];
     let mut msgs = vec![];
     for c in &cases {
-        let o = spikerc(c);
+        let o = spikerc_output(c);
         let stderr = String::from_utf8_lossy(&o.stderr).to_string();
         assert_eq!(o.status.code(), Some(1), "{c:?}: {stderr}");
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");

@@ -2,31 +2,15 @@
 //! `torch`): the run finishes with finite losses, writes an importable checkpoint that
 //! compiles and evaluates, is deterministic under a seed, and a stopped-and-resumed run ends
 //! bit-identical to an uninterrupted one.
+
 #![cfg(feature = "torch")]
 
+mod common;
+
+use common::{ok, s, spikerc_output};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn spikerc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_spikerc"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> Output {
-    let o = spikerc(args);
-    assert!(
-        o.status.success(),
-        "spikerc {args:?} failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use std::process::Output;
 
 /// Three 40x36 textured RGB images and a config for a dim-4 model.
 fn setup(dir: &Path) -> (PathBuf, PathBuf) {
@@ -212,7 +196,7 @@ fn no_kd_run_writes_no_teacher_and_bad_options_leave_nothing() {
 
     // Impossible architecture (channel-attention reduction larger than dim): one error, no output dir.
     let bad = d.path().join("bad");
-    let o = spikerc(&[
+    let o = spikerc_output(&[
         "train",
         "--out",
         s(&bad),
@@ -231,7 +215,7 @@ fn no_kd_run_writes_no_teacher_and_bad_options_leave_nothing() {
     assert!(err.contains("reduction_c") && err.contains("16"), "{err}");
     assert!(!bad.exists(), "no output on error");
     // Patch larger than the images.
-    let o = spikerc(&[
+    let o = spikerc_output(&[
         "train",
         "--out",
         s(&bad),

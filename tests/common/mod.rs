@@ -7,6 +7,7 @@ use spikerc_compiler::interp::Array;
 use spikerc_models::HyperParams;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 /// `$SPIKERC_SHARED`, or `../shared` next to the repository.
 pub fn shared_dir() -> PathBuf {
@@ -45,14 +46,26 @@ pub fn golden(dir: &Path) -> Golden {
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let arr = |name: &str| {
         let t = st.tensor(name).unwrap();
-        let data = t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let data = t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         Array::new(t.shape().to_vec(), data)
     };
-    let mut g = Golden { input: arr("input"), output: arr("output"), features: BTreeMap::new(), spikes: BTreeMap::new() };
+    let mut g = Golden {
+        input: arr("input"),
+        output: arr("output"),
+        features: BTreeMap::new(),
+        spikes: BTreeMap::new(),
+    };
     for name in st.names() {
         if let Some(m) = name.strip_prefix("spikes/") {
             let t = st.tensor(name).unwrap();
-            g.spikes.insert(m.to_string(), f64::from_le_bytes(t.data()[..8].try_into().unwrap()) as u64);
+            g.spikes.insert(
+                m.to_string(),
+                f64::from_le_bytes(t.data()[..8].try_into().unwrap()) as u64,
+            );
         } else if let Some(f) = name.strip_prefix("features/") {
             g.features.insert(f.to_string(), arr(name));
         }
@@ -62,7 +75,11 @@ pub fn golden(dir: &Path) -> Golden {
 
 pub fn max_abs_diff(a: &Array, b: &Array) -> f32 {
     assert_eq!(a.shape, b.shape, "shapes differ");
-    a.data.iter().zip(&b.data).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.data
+        .iter()
+        .zip(&b.data)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Asserts spike counts equal the golden ones within 0.01 % per layer, same layer set.
@@ -73,6 +90,26 @@ pub fn assert_spikes(label: &str, got: &BTreeMap<String, u64>, want: &BTreeMap<S
     for (k, &w) in want {
         let g = got[k];
         let tol = (w as f64 * 1e-4).max(0.0);
-        assert!((g as f64 - w as f64).abs() <= tol, "{label}: {k}: {g} spikes, golden {w}");
+        assert!(
+            (g as f64 - w as f64).abs() <= tol,
+            "{label}: {k}: {g} spikes, golden {w}"
+        );
     }
+}
+
+/// Runs the `spikerc` binary under test.
+pub fn spikerc_output(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_spikerc")).args(args).output().unwrap()
+}
+
+/// Runs `spikerc` and asserts success, showing its stderr otherwise.
+pub fn ok(args: &[&str]) -> Output {
+    let o = spikerc_output(args);
+    assert!(o.status.success(), "spikerc {args:?} failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+/// A path as `&str` for argument lists.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
 }
