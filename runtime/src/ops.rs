@@ -351,14 +351,8 @@ pub fn axis_linear(x: &Array, axis: usize, w: &[f32], out_shape: &[usize]) -> Ar
     Array::new(out_shape.to_vec(), out)
 }
 
-/// Source index and weights of bilinear x2 upsampling (`align_corners=False`), PyTorch's way.
-fn up2_source(o: usize, n_in: usize) -> (usize, usize, f32, f32) {
-    let src = ((o as f32 + 0.5) * 0.5 - 0.5).max(0.0);
-    let i0 = src as usize;
-    let i1 = if i0 < n_in - 1 { i0 + 1 } else { i0 };
-    let l1 = src - i0 as f32;
-    (i0, i1, 1.0 - l1, l1)
-}
+// Source indices and weights of bilinear x2 upsampling: the interpreter's definition.
+use spikerc_compiler::interp::up2_source;
 
 /// Bilinear x2 upsampling of the last two axes (PyTorch CPU formula), parallel over planes.
 pub fn upsample2x(x: &Array) -> Array {

@@ -17,7 +17,7 @@
 
 mod kernels;
 
-pub use kernels::{bilinear_up2, concat, lif_forward};
+pub use kernels::{bilinear_up2, concat, lif_forward, up2_source};
 
 use std::collections::BTreeMap;
 
