@@ -6,7 +6,7 @@ mod common;
 use spikerc_compiler::interp::{self, Array};
 use spikerc_compiler::ir::{Conv2d, Lif, Reset};
 use spikerc_compiler::passes::{optimize, Precision};
-use spikerc_compiler::{Artifact, ArtifactMeta, Graph, Op, Tensor, Verified};
+use spikerc_compiler::{Artifact, ArtifactMeta, Graph, Op, Tensor};
 use spikerc_runtime::{Program, RunOptions};
 use spikerc_targets::lynxi::{self, Options};
 use spikerc_targets::machine::{Machine, PRESETS};
@@ -271,7 +271,7 @@ fn tiny() -> Artifact {
     let c = g.add("conv", conv, &[s]).unwrap();
     let m = g.add("mean", Op::MeanTime, &[c]).unwrap();
     g.add("output", Op::Output, &[m]).unwrap();
-    let report = optimize(&mut g, Precision::F16, true).unwrap();
+    let (verified, report) = optimize(g, Precision::F16, true).unwrap();
     let meta = ArtifactMeta {
         model: "tiny".into(),
         source: "tiny".into(),
@@ -279,7 +279,7 @@ fn tiny() -> Artifact {
         time_steps: 2,
         producer: "test".into(),
     };
-    Artifact::new(meta, report, Verified::new(g).unwrap())
+    Artifact::new(meta, report, verified)
 }
 
 #[test]

@@ -194,8 +194,7 @@ mod tests {
     use crate::test_graphs::small;
 
     fn artifact() -> Artifact {
-        let mut g = small();
-        let report = optimize(&mut g, Precision::F16, true).unwrap();
+        let (g, report) = optimize(small(), Precision::F16, true).unwrap();
         let meta = ArtifactMeta {
             model: "small".into(),
             source: "small.safetensors".into(),
@@ -203,7 +202,7 @@ mod tests {
             time_steps: 2,
             producer: "test".into(),
         };
-        Artifact::new(meta, report, Verified::new(g).unwrap())
+        Artifact::new(meta, report, g)
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub use config::HyperParams;
 pub use error::ImportError;
 
 use spikerc_compiler::passes::{optimize, PassError, Precision};
-use spikerc_compiler::{Artifact, ArtifactMeta, Verified};
+use spikerc_compiler::{Artifact, ArtifactMeta};
 use std::path::Path;
 
 /// Everything that can go wrong turning a checkpoint into an artifact.
@@ -64,8 +64,7 @@ pub fn compile(
 ) -> Result<Artifact, CompileError> {
     let imported = spikerir::import(ckpt, hp)?;
     spikerc_compiler::verify(&imported.graph)?;
-    let mut graph = imported.graph;
-    let report = optimize(&mut graph, precision, false)?;
+    let (graph, report) = optimize(imported.graph, precision, false)?;
     let meta = ArtifactMeta {
         model: imported.arch.summary(),
         source: source.to_string(),
@@ -73,5 +72,5 @@ pub fn compile(
         time_steps: hp.time_steps,
         producer: format!("spikerc {}", env!("CARGO_PKG_VERSION")),
     };
-    Ok(Artifact::new(meta, report, Verified::new(graph)?))
+    Ok(Artifact::new(meta, report, graph))
 }

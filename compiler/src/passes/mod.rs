@@ -18,7 +18,7 @@ pub use quantize::{LayerQuantError, QuantReport, QuantizeF16};
 use serde::{Deserialize, Serialize};
 
 use crate::ir::Graph;
-use crate::verify::{verify, VerifyError};
+use crate::verify::{verify, Verified, VerifyError};
 
 /// Why a pass failed.
 #[derive(Debug, thiserror::Error)]
@@ -118,34 +118,22 @@ pub struct OptimizeReport {
 }
 
 /// The standard pipeline. `verify_each` forces verification after every pass (it is on by
-/// default in debug and test builds); the graph is always verified once at the end.
-pub fn optimize(
-    g: &mut Graph,
-    precision: Precision,
-    verify_each: bool,
-) -> Result<OptimizeReport, PassError> {
-    let mut pm = PassManager {
-        verify_each: verify_each || cfg!(debug_assertions),
-        log: Vec::new(),
-    };
-    pm.run(g, &mut InferFacts)?;
-    pm.run(g, &mut FoldBatchNorm)?;
-    pm.run(g, &mut Dce)?;
-    pm.run(g, &mut InferFacts)?;
+/// default in debug and test builds); the result is always verified once at the end, which is
+/// how the [`Verified`] graph it returns is made.
+pub fn optimize(mut g: Graph, precision: Precision, verify_each: bool) -> Result<(Verified, OptimizeReport), PassError> {
+    let mut pm = PassManager { verify_each: verify_each || cfg!(debug_assertions), log: Vec::new() };
+    pm.run(&mut g, &mut InferFacts)?;
+    pm.run(&mut g, &mut FoldBatchNorm)?;
+    pm.run(&mut g, &mut Dce)?;
+    pm.run(&mut g, &mut InferFacts)?;
     let mut quantization = None;
     if precision == Precision::F16 {
         let mut q = QuantizeF16::default();
-        pm.run(g, &mut q)?;
+        pm.run(&mut g, &mut q)?;
         quantization = Some(q.report);
     }
-    verify(g).map_err(|source| PassError::Verify {
-        pass: "final",
-        source,
-    })?;
-    Ok(OptimizeReport {
-        passes: pm.log,
-        quantization,
-    })
+    let verified = Verified::new(g).map_err(|source| PassError::Verify { pass: "final", source })?;
+    Ok((verified, OptimizeReport { passes: pm.log, quantization }))
 }
 
 #[cfg(test)]
@@ -239,8 +227,7 @@ mod tests {
     #[test]
     fn optimize_pipeline_logs_every_pass_and_keeps_semantics() {
         let g0 = small();
-        let mut g = g0.clone();
-        let rep = optimize(&mut g, Precision::F32, true).unwrap();
+        let (g, rep) = optimize(g0.clone(), Precision::F32, true).unwrap();
         let names: Vec<_> = rep.passes.iter().map(|p| p.pass.as_str()).collect();
         assert_eq!(names, ["infer", "fold-bn", "dce", "infer"]);
         assert!(rep.quantization.is_none());
