@@ -259,7 +259,7 @@ impl Graph {
             .sum()
     }
 
-    /// Finds a node by module path and mnemonic.
+    /// The first node (in index order) with this module path.
     pub fn find(&self, name: &str) -> Option<NodeId> {
         self.ids().find(|&i| self.node(i).name == name)
     }
