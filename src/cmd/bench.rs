@@ -7,7 +7,9 @@
 //! interpreter (at a smaller size when it would be too slow, which is said) and versus
 //! libtorch dense execution of the same network (feature `torch`, with `--checkpoint`).
 
-use anyhow::{bail, Context};
+use anyhow::bail;
+#[cfg(feature = "torch")]
+use anyhow::Context;
 use clap::Args as ClapArgs;
 use spikerc_compiler::interp::{self, Array};
 use spikerc_compiler::Artifact;
