@@ -43,7 +43,7 @@ impl Dim {
 
 fn exact_shift(v: usize, k: u8) -> Option<usize> {
     let d = 1usize.checked_shl(k as u32)?;
-    (v % d == 0).then_some(v / d)
+    v.is_multiple_of(d).then_some(v / d)
 }
 
 impl fmt::Display for Dim {

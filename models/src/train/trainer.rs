@@ -385,7 +385,7 @@ impl Trainer<'_> {
             )));
         }
         let div = 1usize << (c.arch.levels - 1);
-        if c.patch % div != 0 {
+        if !c.patch.is_multiple_of(div) {
             return Err(TrainError::Config(format!(
                 "patch {} is not divisible by 2^(levels-1) = {div}",
                 c.patch

@@ -93,7 +93,7 @@ pub enum MapError {
 pub fn kib(b: u64) -> String {
     if b >= 1 << 20 {
         format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
-    } else if b % 1024 == 0 {
+    } else if b.is_multiple_of(1024) {
         format!("{} KiB", b / 1024)
     } else if b >= 1024 {
         format!("{:.1} KiB", b as f64 / 1024.0)
