@@ -101,6 +101,58 @@ pub struct DenseConv {
     pub(crate) bias: Option<Vec<f32>>,
 }
 
+/// Zero-padded copy of every input plane (`[lead * ci, h, w]` -> `[lead * ci, h + 2py, w + 2px]`),
+/// each value mapped through `f` (identity for the dense path, a spike mask for the masked one).
+fn pad_planes<T: Copy + Default + Send>(
+    x: &[f32],
+    g: &Geometry,
+    (h, w): (usize, usize),
+    f: impl Fn(f32) -> T + Sync,
+) -> Vec<T> {
+    let [py, px] = g.padding;
+    let (hp, wp) = (h + 2 * py, w + 2 * px);
+    let mut out = vec![T::default(); x.len() / (h * w) * hp * wp];
+    out.par_chunks_mut(hp * wp)
+        .zip(x.par_chunks(h * w))
+        .for_each(|(dst, src)| {
+            for y in 0..h {
+                let d = &mut dst[(y + py) * wp + px..(y + py) * wp + px + w];
+                for (o, &v) in d.iter_mut().zip(&src[y * w..(y + 1) * w]) {
+                    *o = f(v);
+                }
+            }
+        });
+    out
+}
+
+/// Calls `row(b, oy, ob)` for every output row `oy` of every plane `b`, in parallel over
+/// (plane, band of rows); `ob` is plane `b` of `out` (`[co, oh, ow]`). Every output row is
+/// computed by exactly one task, so results do not depend on the thread count.
+fn par_output_rows(
+    out: &mut [f32],
+    lead: usize,
+    g: &Geometry,
+    (oh, ow): (usize, usize),
+    row: impl Fn(usize, usize, &mut [f32]) + Sync,
+) {
+    let out_ptr = SyncPtr(out.as_mut_ptr());
+    let rows_per_task = 1usize.max(4096 / (ow * g.cp).max(1));
+    let bands = oh.div_ceil(rows_per_task);
+    (0..lead * bands).into_par_iter().for_each(|task| {
+        let (b, band) = (task / bands, task % bands);
+        let r0 = band * rows_per_task;
+        let r1 = (r0 + rows_per_task).min(oh);
+        let p = &out_ptr;
+        // SAFETY: each task writes only rows r0..r1 of plane b of every output channel;
+        // tasks partition (plane, row) pairs, so writes never overlap.
+        let ob =
+            unsafe { std::slice::from_raw_parts_mut(p.0.add(b * g.co * oh * ow), g.co * oh * ow) };
+        for oy in r0..r1 {
+            row(b, oy, ob);
+        }
+    });
+}
+
 impl DenseConv {
     pub fn new(c: &Conv2d) -> DenseConv {
         let geo = Geometry::of(c);
@@ -124,34 +176,12 @@ impl DenseConv {
         let g = &self.geo;
         let [py, px] = g.padding;
         let (hp, wp) = (h + 2 * py, w + 2 * px);
-        let mut out = vec![0f32; lead * g.co * oh * ow];
         // Zero-padded copy of the input planes: exact (adding w*0 changes nothing).
-        let mut xp = vec![0f32; lead * g.ci * hp * wp];
-        xp.par_chunks_mut(hp * wp)
-            .zip(x.par_chunks(h * w))
-            .for_each(|(dst, src)| {
-                for y in 0..h {
-                    dst[(y + py) * wp + px..(y + py) * wp + px + w]
-                        .copy_from_slice(&src[y * w..(y + 1) * w]);
-                }
-            });
-        let out_ptr = SyncPtr(out.as_mut_ptr());
-        let rows_per_task = 1usize.max(4096 / (ow * g.cp).max(1));
-        let bands = oh.div_ceil(rows_per_task);
-        (0..lead * bands).into_par_iter().for_each(|task| {
-            let (b, band) = (task / bands, task % bands);
-            let r0 = band * rows_per_task;
-            let r1 = (r0 + rows_per_task).min(oh);
+        let xp = pad_planes(x, g, (h, w), |v| v);
+        let mut out = vec![0f32; lead * g.co * oh * ow];
+        par_output_rows(&mut out, lead, g, (oh, ow), |b, oy, ob| {
             let xb = &xp[b * g.ci * hp * wp..(b + 1) * g.ci * hp * wp];
-            let p = &out_ptr;
-            // SAFETY: each task writes only rows r0..r1 of plane b of every output channel;
-            // tasks partition (plane, row) pairs, so writes never overlap.
-            let ob = unsafe {
-                std::slice::from_raw_parts_mut(p.0.add(b * g.co * oh * ow), g.co * oh * ow)
-            };
-            for oy in r0..r1 {
-                simd::dense_row(level, self, xb, (hp, wp), oy, (oh, ow), ob);
-            }
+            simd::dense_row(level, self, xb, (hp, wp), oy, (oh, ow), ob);
         });
         let mac = (lead * g.co * oh * ow * g.ci * g.kh * g.kw) as u64;
         (
@@ -405,60 +435,29 @@ impl SpikeConv {
         let g = &self.geo;
         let [py, px] = g.padding;
         let (hp, wp) = (h + 2 * py, w + 2 * px);
-        let mut mask = vec![0u16; lead * g.ci * hp * wp];
-        mask.par_chunks_mut(hp * wp)
-            .zip(x.par_chunks(h * w))
-            .for_each(|(dst, src)| {
-                for y in 0..h {
-                    let d = &mut dst[(y + py) * wp + px..(y + py) * wp + px + w];
-                    for (m, v) in d.iter_mut().zip(&src[y * w..(y + 1) * w]) {
-                        *m = if *v != 0.0 { 0xFFFF } else { 0 };
-                    }
-                }
-            });
+        let mask = pad_planes(x, g, (h, w), |v| if v != 0.0 { 0xFFFFu16 } else { 0 });
         let mut out = vec![0f32; lead * g.co * oh * ow];
-        let out_ptr = SyncPtr(out.as_mut_ptr());
-        let rows_per_task = 1usize.max(4096 / (ow * g.cp).max(1));
-        let bands = oh.div_ceil(rows_per_task);
         let bias = self.bias.as_deref();
-        (0..lead * bands).into_par_iter().for_each(|task| {
-            let (b, band) = (task / bands, task % bands);
-            let r0 = band * rows_per_task;
-            let r1 = (r0 + rows_per_task).min(oh);
+        par_output_rows(&mut out, lead, g, (oh, ow), |b, oy, ob| {
             let mb = &mask[b * g.ci * hp * wp..(b + 1) * g.ci * hp * wp];
-            let p = &out_ptr;
-            // SAFETY: each task writes only rows r0..r1 of plane b of every output channel;
-            // tasks partition (plane, row) pairs, so writes never overlap.
-            let ob = unsafe {
-                std::slice::from_raw_parts_mut(p.0.add(b * g.co * oh * ow), g.co * oh * ow)
-            };
-            for oy in r0..r1 {
-                // SAFETY: `use_masked` only selects this kernel at `Level::Avx512`.
-                unsafe {
-                    match &self.weights {
-                        SpikeWeights::F32(wt) => crate::simd::masked_row_avx512(
-                            g,
-                            wt,
-                            bias,
-                            mb,
-                            (hp, wp),
-                            oy,
-                            (oh, ow),
-                            ob,
-                        ),
-                        SpikeWeights::Fixed(wt) => crate::simd::masked_row_i64_avx512(
-                            g,
-                            wt,
-                            bias,
-                            mb,
-                            (hp, wp),
-                            oy,
-                            (oh, ow),
-                            ob,
-                        ),
+            // SAFETY: `use_masked` only selects this kernel at `Level::Avx512`.
+            unsafe {
+                match &self.weights {
+                    SpikeWeights::F32(wt) => {
+                        crate::simd::masked_row_avx512(g, wt, bias, mb, (hp, wp), oy, (oh, ow), ob)
                     }
-                };
-            }
+                    SpikeWeights::Fixed(wt) => crate::simd::masked_row_i64_avx512(
+                        g,
+                        wt,
+                        bias,
+                        mb,
+                        (hp, wp),
+                        oy,
+                        (oh, ow),
+                        ob,
+                    ),
+                }
+            };
         });
         let ac = reached_taps(g, x, lead, (h, w), (oh, ow)) * g.co as u64;
         (
