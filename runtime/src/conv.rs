@@ -102,16 +102,18 @@ pub struct DenseConv {
 }
 
 /// Zero-padded copy of every input plane (`[lead * ci, h, w]` -> `[lead * ci, h + 2py, w + 2px]`),
-/// each value mapped through `f` (identity for the dense path, a spike mask for the masked one).
+/// each value mapped through `f` (identity for the dense path, a spike mask for the masked one)
+/// into the zero-filled buffer `alloc(len)` returns.
 fn pad_planes<T: Copy + Default + Send>(
     x: &[f32],
     g: &Geometry,
     (h, w): (usize, usize),
     f: impl Fn(f32) -> T + Sync,
+    alloc: impl FnOnce(usize) -> Vec<T>,
 ) -> Vec<T> {
     let [py, px] = g.padding;
     let (hp, wp) = (h + 2 * py, w + 2 * px);
-    let mut out = vec![T::default(); x.len() / (h * w) * hp * wp];
+    let mut out = alloc(x.len() / (h * w) * hp * wp);
     out.par_chunks_mut(hp * wp)
         .zip(x.par_chunks(h * w))
         .for_each(|(dst, src)| {
@@ -177,12 +179,13 @@ impl DenseConv {
         let [py, px] = g.padding;
         let (hp, wp) = (h + 2 * py, w + 2 * px);
         // Zero-padded copy of the input planes: exact (adding w*0 changes nothing).
-        let xp = pad_planes(x, g, (h, w), |v| v);
-        let mut out = vec![0f32; lead * g.co * oh * ow];
+        let xp = pad_planes(x, g, (h, w), |v| v, crate::buffers::zeroed);
+        let mut out = crate::buffers::zeroed(lead * g.co * oh * ow);
         par_output_rows(&mut out, lead, g, (oh, ow), |b, oy, ob| {
             let xb = &xp[b * g.ci * hp * wp..(b + 1) * g.ci * hp * wp];
             simd::dense_row(level, self, xb, (hp, wp), oy, (oh, ow), ob);
         });
+        crate::buffers::recycle(xp);
         let mac = (lead * g.co * oh * ow * g.ci * g.kh * g.kw) as u64;
         (
             out,
@@ -333,7 +336,7 @@ impl SpikeConv {
         }
         let band = 1usize.max(BAND_BYTES / (ow * g.cp * elem).max(1)).min(oh);
         let bands = oh.div_ceil(band);
-        let mut out = vec![0f32; lead * g.co * oh * ow];
+        let mut out = crate::buffers::zeroed(lead * g.co * oh * ow);
         let out_ptr = SyncPtr(out.as_mut_ptr());
         let acs: u64 = (0..lead * bands)
             .into_par_iter()
@@ -435,8 +438,14 @@ impl SpikeConv {
         let g = &self.geo;
         let [py, px] = g.padding;
         let (hp, wp) = (h + 2 * py, w + 2 * px);
-        let mask = pad_planes(x, g, (h, w), |v| if v != 0.0 { 0xFFFFu16 } else { 0 });
-        let mut out = vec![0f32; lead * g.co * oh * ow];
+        let mask = pad_planes(
+            x,
+            g,
+            (h, w),
+            |v| if v != 0.0 { 0xFFFFu16 } else { 0 },
+            |n| vec![0; n],
+        );
+        let mut out = crate::buffers::zeroed(lead * g.co * oh * ow);
         let bias = self.bias.as_deref();
         par_output_rows(&mut out, lead, g, (oh, ow), |b, oy, ob| {
             let mb = &mask[b * g.ci * hp * wp..(b + 1) * g.ci * hp * wp];

@@ -22,6 +22,7 @@
 // fixed-size lane arrays in lockstep; these two lints would only obscure that.
 #![allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 
+pub mod buffers;
 pub mod conv;
 pub mod ops;
 mod program;

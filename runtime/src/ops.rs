@@ -15,7 +15,7 @@ use crate::SyncPtr;
 const CHUNK: usize = 1 << 14;
 
 pub fn map(x: &Array, f: impl Fn(f32) -> f32 + Sync) -> Array {
-    let mut data = vec![0f32; x.len()];
+    let mut data = crate::buffers::zeroed(x.len());
     data.par_chunks_mut(CHUNK)
         .zip(x.data.par_chunks(CHUNK))
         .for_each(|(d, s)| {
@@ -54,7 +54,7 @@ pub fn lif(x: &Array, l: &Lif) -> (Array, u64) {
     let vr = l.v_rest();
     let (tau, th) = (l.tau, l.v_threshold);
     let mut v = vec![vr; per_t];
-    let mut out = vec![0f32; x.len()];
+    let mut out = crate::buffers::zeroed(x.len());
     let mut count = 0u64;
     let charge = move |v: f32, x: f32| {
         if l.decay_input {
@@ -96,13 +96,16 @@ pub fn lif(x: &Array, l: &Lif) -> (Array, u64) {
 pub fn channel_affine(x: &Array, alpha: &[f32], beta: &[f32]) -> Array {
     let r = x.shape.len();
     let (c, hw) = (x.shape[r - 3], x.shape[r - 2] * x.shape[r - 1]);
-    let mut out = x.data.clone();
-    out.par_chunks_mut(hw).enumerate().for_each(|(p, plane)| {
-        let ch = p % c;
-        for e in plane {
-            *e = e.mul_add(alpha[ch], beta[ch]);
-        }
-    });
+    let mut out = crate::buffers::zeroed(x.len());
+    out.par_chunks_mut(hw)
+        .zip(x.data.par_chunks(hw))
+        .enumerate()
+        .for_each(|(p, (plane, src))| {
+            let ch = p % c;
+            for (e, &s) in plane.iter_mut().zip(src) {
+                *e = s.mul_add(alpha[ch], beta[ch]);
+            }
+        });
     Array::new(x.shape.clone(), out)
 }
 
@@ -151,7 +154,7 @@ pub fn binary(a: &Array, b: &Array, op: BinaryOp, out_shape: &[usize]) -> Array 
         BinaryOp::Mul => x * y,
     };
     let n: usize = out_shape.iter().product();
-    let mut out = vec![0f32; n];
+    let mut out = crate::buffers::zeroed(n);
     if a.shape == b.shape {
         out.par_chunks_mut(CHUNK)
             .zip(a.data.par_chunks(CHUNK).zip(b.data.par_chunks(CHUNK)))
@@ -315,7 +318,7 @@ unsafe impl Sync for SyncF64 {}
 pub fn mean_time(x: &Array, out_shape: &[usize]) -> Array {
     let t = x.shape[0];
     let per = x.len() / t;
-    let mut out = vec![0f32; per];
+    let mut out = crate::buffers::zeroed(per);
     out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
         let start = c * CHUNK;
         for (i, o) in o.iter_mut().enumerate() {
@@ -334,7 +337,7 @@ pub fn axis_linear(x: &Array, axis: usize, w: &[f32], out_shape: &[usize]) -> Ar
     let outer: usize = x.shape[..axis].iter().product();
     let inner: usize = x.shape[axis + 1..].iter().product();
     let (n_in, n_out) = (x.shape[axis], out_shape[axis]);
-    let mut out = vec![0f32; outer * n_out * inner];
+    let mut out = crate::buffers::zeroed(outer * n_out * inner);
     out.par_chunks_mut(n_out * inner)
         .enumerate()
         .for_each(|(a, oa)| {
@@ -360,7 +363,7 @@ pub fn upsample2x(x: &Array) -> Array {
     let (h, w) = (x.shape[r - 2], x.shape[r - 1]);
     let (oh, ow) = (2 * h, 2 * w);
     let lead: usize = x.shape[..r - 2].iter().product();
-    let mut out = vec![0f32; lead * oh * ow];
+    let mut out = crate::buffers::zeroed(lead * oh * ow);
     let cols: Vec<_> = (0..ow).map(|ox| up2_source(ox, w)).collect();
     out.par_chunks_mut(oh * ow)
         .enumerate()

@@ -318,7 +318,19 @@ impl Program {
         Ok((res, stats))
     }
 
+    /// Runs the schedule with a buffer pool ([`crate::buffers`]) for its intermediate values.
     fn execute(
+        &self,
+        input: &Array,
+        nhw: (usize, usize, usize),
+        opts: &RunOptions,
+        observe: &mut dyn FnMut(NodeId, &Array),
+        calib: Option<&mut BTreeMap<String, BnStats>>,
+    ) -> RunResult {
+        crate::buffers::scope(|| self.execute_steps(input, nhw, opts, observe, calib))
+    }
+
+    fn execute_steps(
         &self,
         input: &Array,
         (n, h, w): (usize, usize, usize),
@@ -347,9 +359,9 @@ impl Program {
                 Kernel::Input => input.clone(),
                 Kernel::Output => args[0].clone(),
                 Kernel::RepeatTime(t) => {
-                    let mut d = Vec::with_capacity(args[0].len() * t);
-                    for _ in 0..*t {
-                        d.extend_from_slice(&args[0].data);
+                    let mut d = crate::buffers::zeroed(args[0].len() * t);
+                    for c in d.chunks_exact_mut(args[0].len()) {
+                        c.copy_from_slice(&args[0].data);
                     }
                     Array::new(out_shape.clone(), d)
                 }
@@ -421,7 +433,9 @@ impl Program {
             observe(step.id, &out);
             res.ops.entry(step.module.clone()).or_default().add(&counts);
             for f in &step.free {
-                values[f.index()] = None;
+                if let Some(dead) = values[f.index()].take() {
+                    crate::buffers::recycle(dead.data);
+                }
             }
             if let Some(s) = start {
                 res.timeline.push(NodeTime {
