@@ -17,14 +17,21 @@ fn cpu_ns() -> Option<u64> {
         .ok()
 }
 
-/// Seconds of CPU time (falling back to wall time) spent in `f`.
-fn timed<T>(f: impl FnOnce() -> T) -> (f64, T) {
+/// Seconds of CPU time (falling back to wall time) per call of `f`, repeating it until at
+/// least 0.3 s have been measured (the CPU clock ticks in milliseconds).
+fn timed<T>(mut f: impl FnMut() -> T) -> (f64, T) {
     let (c0, t) = (cpu_ns(), Instant::now());
-    let r = f();
-    match (c0, cpu_ns()) {
-        (Some(a), Some(b)) => ((b - a) as f64 * 1e-9, r),
-        _ => (t.elapsed().as_secs_f64(), r),
+    let mut n = 1;
+    let mut r = f();
+    let spent = |c0: Option<u64>| match (c0, cpu_ns()) {
+        (Some(a), Some(b)) => (b - a) as f64 * 1e-9,
+        _ => t.elapsed().as_secs_f64(),
+    };
+    while spent(c0) < 0.3 {
+        r = f();
+        n += 1;
     }
+    (spent(c0) / n as f64, r)
 }
 
 fn main() {

@@ -49,6 +49,24 @@ pub fn scope<R>(f: impl FnOnce() -> R) -> R {
 /// A zero-filled buffer of `n` elements: the best-fitting pooled buffer if a scope is active
 /// and one fits, else a fresh allocation.
 pub fn zeroed(n: usize) -> Vec<f32> {
+    let mut v = overwritten(n);
+    v.fill(0.0);
+    v
+}
+
+/// A buffer of `n` elements for a kernel that writes **every** element: a reused buffer keeps
+/// stale values (saving the zero-fill pass), a fresh one is zeroed. Debug builds fill it with
+/// NaN so an element a kernel forgets to write cannot go unnoticed.
+pub fn overwritten(n: usize) -> Vec<f32> {
+    let mut v = take(n);
+    if cfg!(debug_assertions) {
+        v.fill(f32::NAN);
+    }
+    v
+}
+
+/// The best-fitting pooled buffer resized to `n` (old contents kept), or a fresh zeroed one.
+fn take(n: usize) -> Vec<f32> {
     if n >= MIN_POOLED {
         let reused = POOL.with(|p| {
             let mut p = p.borrow_mut();
@@ -62,7 +80,7 @@ pub fn zeroed(n: usize) -> Vec<f32> {
             Some(pool.swap_remove(best))
         });
         if let Some(mut v) = reused {
-            v.clear();
+            v.truncate(n);
             v.resize(n, 0.0);
             return v;
         }

@@ -25,6 +25,7 @@ use rayon::prelude::*;
 use spikerc_compiler::ir::Conv2d;
 use spikerc_compiler::tensor::TensorData;
 
+use crate::gather;
 use crate::simd::{self, Level};
 use crate::SyncPtr;
 
@@ -32,12 +33,54 @@ use crate::SyncPtr;
 pub const LANES: usize = 16;
 /// Scale of the f16 fixed-point accumulator (2^24: every f16 is a multiple of 2^-24).
 pub(crate) const FIX_SCALE: f64 = 16_777_216.0;
-/// Firing rate from which the masked kernel replaces the scatter (f32, AVX-512).
-pub const MASKED_MIN_RATE: f64 = 0.15;
-/// The same crossover for f16 weights (i64 accumulators hold 8 lanes, not 16).
+/// Firing rate from which the masked kernel replaces the scatter for f16 weights (AVX-512).
 pub const MASKED_MIN_RATE_F16: f64 = 0.25;
 /// Target size of a band accumulator (bytes), so it stays in L2.
 const BAND_BYTES: usize = 256 * 1024;
+
+/// One cache line of f32 lanes.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C, align(64))]
+struct Line([f32; LANES]);
+
+/// An f32 buffer aligned to cache lines, so the kernels' 16-lane vector loads and stores at
+/// multiples of 16 never straddle two lines.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Lines {
+    lines: Vec<Line>,
+    len: usize,
+}
+
+impl Lines {
+    pub(crate) fn from_vec(v: Vec<f32>) -> Lines {
+        let mut l = Lines::default();
+        l.resize_zeroed(v.len());
+        l.copy_from_slice(&v);
+        l
+    }
+
+    /// Resizes to `len` elements, all zero.
+    pub(crate) fn resize_zeroed(&mut self, len: usize) {
+        self.lines.clear();
+        self.lines.resize(len.div_ceil(LANES), Line::default());
+        self.len = len;
+    }
+}
+
+impl std::ops::Deref for Lines {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        // SAFETY: `lines` holds at least `len` initialised f32s, contiguous (repr(C) arrays).
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const f32, self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Lines {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        // SAFETY: as in `deref`, uniquely borrowed.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr() as *mut f32, self.len) }
+    }
+}
 
 /// Geometry shared by both paths.
 #[derive(Clone, Debug)]
@@ -67,8 +110,24 @@ impl Geometry {
         }
     }
 
-    /// Weights `[co, ci, kh, kw]` re-laid as `[ci][ky][kx][cp]` (padding lanes zero).
-    fn transpose<T: Copy + Default>(&self, w: &[T]) -> Vec<T> {
+    /// Weights `[co, ci, kh, kw]` re-laid tap-major as `[ky][kx][ci][cp]` (padding lanes zero).
+    fn tap_major(&self, w: &[f32]) -> Vec<f32> {
+        let mut out = vec![0.0; self.ci * self.kh * self.kw * self.cp];
+        for o in 0..self.co {
+            for i in 0..self.ci {
+                for ky in 0..self.kh {
+                    for kx in 0..self.kw {
+                        out[((ky * self.kw + kx) * self.ci + i) * self.cp + o] =
+                            w[((o * self.ci + i) * self.kh + ky) * self.kw + kx];
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Weights `[co, ci, kh, kw]` re-laid channel-major as `[ci][ky][kx][cp]` (padding lanes zero).
+    fn ci_major<T: Copy + Default>(&self, w: &[T]) -> Vec<T> {
         let mut out = vec![T::default(); self.ci * self.kh * self.kw * self.cp];
         for o in 0..self.co {
             for i in 0..self.ci {
@@ -96,8 +155,8 @@ pub struct ConvCounts {
 #[derive(Clone, Debug)]
 pub struct DenseConv {
     pub geo: Geometry,
-    /// `[ci][ky][kx][cp]`, f32 (f16 weights widened exactly).
-    pub(crate) wt: Vec<f32>,
+    /// `[ky][kx][ci][cp]`, f32 (f16 weights widened exactly).
+    pub(crate) wt: Lines,
     pub(crate) bias: Option<Vec<f32>>,
 }
 
@@ -155,10 +214,42 @@ fn par_output_rows(
     });
 }
 
+thread_local! {
+    /// Channel-last accumulators of one output row (`[ow][cp]`), reused across rows.
+    static ROW: std::cell::RefCell<Lines> = std::cell::RefCell::new(Lines::default());
+}
+
+/// Runs `fill` on a zeroed channel-last accumulator row (`[ow][cp]`), then writes it into row
+/// `oy` of the `[co, oh, ow]` planes `ob`, adding the bias last. Kernels accumulate with
+/// vector stores into the row; the transposition writes each plane's row contiguously (storing
+/// a register tile straight into `co` planes would touch a new cache line per element).
+pub(crate) fn via_row_buffer(
+    g: &Geometry,
+    bias: Option<&[f32]>,
+    oy: usize,
+    (oh, ow): (usize, usize),
+    ob: &mut [f32],
+    fill: impl FnOnce(&mut [f32]),
+) {
+    ROW.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.resize_zeroed(ow * g.cp);
+        fill(&mut buf[..]);
+        for o in 0..g.co {
+            let dst = &mut ob[(o * oh + oy) * ow..(o * oh + oy + 1) * ow];
+            let src = buf[o..].iter().step_by(g.cp);
+            match bias {
+                Some(bb) => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s + bb[o]),
+                None => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s),
+            }
+        }
+    });
+}
+
 impl DenseConv {
     pub fn new(c: &Conv2d) -> DenseConv {
         let geo = Geometry::of(c);
-        let wt = geo.transpose(&c.weight.to_f32());
+        let wt = Lines::from_vec(geo.tap_major(&c.weight.to_f32()));
         DenseConv {
             geo,
             wt,
@@ -180,7 +271,7 @@ impl DenseConv {
         let (hp, wp) = (h + 2 * py, w + 2 * px);
         // Zero-padded copy of the input planes: exact (adding w*0 changes nothing).
         let xp = pad_planes(x, g, (h, w), |v| v, crate::buffers::zeroed);
-        let mut out = crate::buffers::zeroed(lead * g.co * oh * ow);
+        let mut out = crate::buffers::overwritten(lead * g.co * oh * ow);
         par_output_rows(&mut out, lead, g, (oh, ow), |b, oy, ob| {
             let xb = &xp[b * g.ci * hp * wp..(b + 1) * g.ci * hp * wp];
             simd::dense_row(level, self, xb, (hp, wp), oy, (oh, ow), ob);
@@ -197,7 +288,7 @@ impl DenseConv {
     }
 
     /// Computes output row `oy` of one plane for output channels `[c0, c0 + 16 * nc)` and
-    /// output columns `[ox0, ox0 + P)`, writing into `ob` (`[co, oh, ow]`).
+    /// output columns `[ox0, ox0 + P)` into the channel-last row `acc` (`[ow][cp]`).
     #[inline(always)]
     pub(crate) fn tile<const P: usize, const NC: usize>(
         &self,
@@ -206,18 +297,17 @@ impl DenseConv {
         oy: usize,
         ox0: usize,
         c0: usize,
-        (oh, ow): (usize, usize),
-        ob: &mut [f32],
+        out: &mut [f32],
     ) {
         let g = &self.geo;
         let [sy, sx] = g.stride;
         let mut acc = [[[0f32; LANES]; NC]; P];
-        for i in 0..g.ci {
-            let plane = &xb[i * hp * wp..(i + 1) * hp * wp];
-            for ky in 0..g.kh {
-                let row = &plane[(oy * sy + ky) * wp..(oy * sy + ky + 1) * wp];
-                for kx in 0..g.kw {
-                    let wbase = ((i * g.kh + ky) * g.kw + kx) * g.cp + c0;
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                for i in 0..g.ci {
+                    let plane = &xb[i * hp * wp..(i + 1) * hp * wp];
+                    let row = &plane[(oy * sy + ky) * wp..(oy * sy + ky + 1) * wp];
+                    let wbase = ((ky * g.kw + kx) * g.ci + i) * g.cp + c0;
                     let mut wv = [[0f32; LANES]; NC];
                     for (c, wc) in wv.iter_mut().enumerate() {
                         wc.copy_from_slice(&self.wt[wbase + c * LANES..wbase + (c + 1) * LANES]);
@@ -234,17 +324,9 @@ impl DenseConv {
             }
         }
         for (p, ap) in acc.iter().enumerate() {
-            for c in 0..NC {
-                for l in 0..LANES {
-                    let o = c0 + c * LANES + l;
-                    if o < g.co {
-                        let s = ap[c][l];
-                        ob[(o * oh + oy) * ow + ox0 + p] = match &self.bias {
-                            Some(bb) => s + bb[o],
-                            None => s,
-                        };
-                    }
-                }
+            let dst = &mut out[(ox0 + p) * g.cp + c0..(ox0 + p) * g.cp + c0 + NC * LANES];
+            for (c, a) in ap.iter().enumerate() {
+                dst[c * LANES..(c + 1) * LANES].copy_from_slice(a);
             }
         }
     }
@@ -264,8 +346,8 @@ pub enum AcKernel {
 /// Weights of an event-driven convolution.
 #[derive(Clone, Debug)]
 enum SpikeWeights {
-    /// f32 weights, `[ci][ky][kx][cp]`.
-    F32(Vec<f32>),
+    /// f32 weights in the gather kernel's layout ([`gather::layout`]).
+    F32(Lines),
     /// f16 weights as exact i64 fixed point (x 2^24), `[ci][ky][kx][cp]`.
     Fixed(Vec<i64>),
 }
@@ -284,9 +366,9 @@ impl SpikeConv {
         let weights = match &c.weight.data {
             TensorData::F16(v) => {
                 let fixed: Vec<i64> = v.iter().map(|x| (x.to_f64() * FIX_SCALE) as i64).collect();
-                SpikeWeights::Fixed(geo.transpose(&fixed))
+                SpikeWeights::Fixed(geo.ci_major(&fixed))
             }
-            TensorData::F32(v) => SpikeWeights::F32(geo.transpose(v)),
+            TensorData::F32(v) => SpikeWeights::F32(Lines::from_vec(gather::layout(&geo, v))),
         };
         SpikeConv {
             geo,
@@ -312,9 +394,54 @@ impl SpikeConv {
         self.run_with(x, lead, hw, ohw, level, AcKernel::Auto)
     }
 
-    /// [`SpikeConv::run`] with an explicit kernel choice (both give identical bits).
+    /// [`SpikeConv::run`] with an explicit kernel choice for f16 weights (all choices give
+    /// identical bits; f32 weights always use the gather kernel).
     pub fn run_with(
         &self,
+        x: &[f32],
+        lead: usize,
+        hw: (usize, usize),
+        ohw: (usize, usize),
+        level: Level,
+        kernel: AcKernel,
+    ) -> (Vec<f32>, ConvCounts) {
+        match &self.weights {
+            SpikeWeights::F32(wt) => self.run_gather(wt, x, lead, hw, ohw, level),
+            SpikeWeights::Fixed(wt) => self.run_fixed(wt, x, lead, hw, ohw, level, kernel),
+        }
+    }
+
+    /// f32 weights: pack the spikes into channel bitmaps, then gather per output pixel.
+    fn run_gather(
+        &self,
+        wt: &[f32],
+        x: &[f32],
+        lead: usize,
+        hw: (usize, usize),
+        (oh, ow): (usize, usize),
+        level: Level,
+    ) -> (Vec<f32>, ConvCounts) {
+        let g = &self.geo;
+        let masks = gather::pack(x, lead, g, hw, (oh, ow));
+        let mut out = crate::buffers::overwritten(lead * g.co * oh * ow);
+        let bias = self.bias.as_deref();
+        par_output_rows(&mut out, lead, g, (oh, ow), |b, oy, ob| {
+            gather::row(level, g, wt, bias, &masks, b, oy, (oh, ow), ob);
+        });
+        (
+            out,
+            ConvCounts {
+                spikes_in: masks.spikes,
+                ac: masks.taps * g.co as u64,
+                mac: 0,
+            },
+        )
+    }
+
+    /// f16 weights (exact i64 fixed point): scatter or masked tiles, by firing rate.
+    fn run_fixed(
+        &self,
+        wt: &[i64],
         x: &[f32],
         lead: usize,
         (h, w): (usize, usize),
@@ -323,20 +450,16 @@ impl SpikeConv {
         kernel: AcKernel,
     ) -> (Vec<f32>, ConvCounts) {
         let g = &self.geo;
-        let elem = match self.weights {
-            SpikeWeights::F32(_) => 4,
-            SpikeWeights::Fixed(_) => 8,
-        };
         let spikes_in: u64 = x
             .par_chunks(1 << 16)
             .map(|c| c.iter().filter(|v| **v != 0.0).count() as u64)
             .sum();
-        if self.use_masked(level, spikes_in, x.len(), kernel) {
-            return self.run_masked(x, lead, (h, w), (oh, ow), spikes_in);
+        if use_masked(level, spikes_in, x.len(), kernel) {
+            return self.run_masked(wt, x, lead, (h, w), (oh, ow), spikes_in);
         }
-        let band = 1usize.max(BAND_BYTES / (ow * g.cp * elem).max(1)).min(oh);
+        let band = 1usize.max(BAND_BYTES / (ow * g.cp * 8).max(1)).min(oh);
         let bands = oh.div_ceil(band);
-        let mut out = crate::buffers::zeroed(lead * g.co * oh * ow);
+        let mut out = crate::buffers::overwritten(lead * g.co * oh * ow);
         let out_ptr = SyncPtr(out.as_mut_ptr());
         let acs: u64 = (0..lead * bands)
             .into_par_iter()
@@ -351,46 +474,22 @@ impl SpikeConv {
                 let ob = unsafe {
                     std::slice::from_raw_parts_mut(p.0.add(b * g.co * oh * ow), g.co * oh * ow)
                 };
-                match &self.weights {
-                    SpikeWeights::F32(wt) => {
-                        let mut acc = vec![0f32; (r1 - r0) * ow * g.cp];
-                        let taps =
-                            simd::scatter_f32(level, g, wt, xb, (h, w), (r0, r1), ow, &mut acc);
-                        for o in 0..g.co {
-                            for oy in r0..r1 {
-                                let dst = &mut ob[(o * oh + oy) * ow..(o * oh + oy + 1) * ow];
-                                for (ox, d) in dst.iter_mut().enumerate() {
-                                    let s = acc[((oy - r0) * ow + ox) * g.cp + o];
-                                    *d = match &self.bias {
-                                        Some(bb) => s + bb[o],
-                                        None => s,
-                                    };
-                                }
-                            }
+                let mut acc = vec![0i64; (r1 - r0) * ow * g.cp];
+                let taps = simd::scatter_i64(level, g, wt, xb, (h, w), (r0, r1), ow, &mut acc);
+                for o in 0..g.co {
+                    for oy in r0..r1 {
+                        let dst = &mut ob[(o * oh + oy) * ow..(o * oh + oy + 1) * ow];
+                        for (ox, d) in dst.iter_mut().enumerate() {
+                            let s =
+                                (acc[((oy - r0) * ow + ox) * g.cp + o] as f64 / FIX_SCALE) as f32;
+                            *d = match &self.bias {
+                                Some(bb) => s + bb[o],
+                                None => s,
+                            };
                         }
-                        taps
-                    }
-                    SpikeWeights::Fixed(wt) => {
-                        let mut acc = vec![0i64; (r1 - r0) * ow * g.cp];
-                        let taps =
-                            simd::scatter_i64(level, g, wt, xb, (h, w), (r0, r1), ow, &mut acc);
-                        for o in 0..g.co {
-                            for oy in r0..r1 {
-                                let dst = &mut ob[(o * oh + oy) * ow..(o * oh + oy + 1) * ow];
-                                for (ox, d) in dst.iter_mut().enumerate() {
-                                    let s = (acc[((oy - r0) * ow + ox) * g.cp + o] as f64
-                                        / FIX_SCALE)
-                                        as f32;
-                                    *d = match &self.bias {
-                                        Some(bb) => s + bb[o],
-                                        None => s,
-                                    };
-                                }
-                            }
-                        }
-                        taps
                     }
                 }
+                taps
             })
             .sum();
         (
@@ -404,31 +503,27 @@ impl SpikeConv {
     }
 }
 
-impl SpikeConv {
-    /// Whether the masked register-tile kernel (cost ~ dense, independent of the firing rate)
-    /// beats the scatter (cost ~ spikes) for this input: AVX-512 only, and a firing rate above [`MASKED_MIN_RATE`] ([`MASKED_MIN_RATE_F16`]) (measured crossover, see `examples/kernels.rs`).
-    /// `SPIKERC_AC_KERNEL=scatter|masked` forces one (for tests and measurement).
-    fn use_masked(&self, level: Level, spikes: u64, len: usize, kernel: AcKernel) -> bool {
-        if level != Level::Avx512 {
-            return false;
-        }
-        match (kernel, std::env::var("SPIKERC_AC_KERNEL").as_deref()) {
-            (AcKernel::Scatter, _) | (AcKernel::Auto, Ok("scatter")) => false,
-            (AcKernel::Masked, _) | (AcKernel::Auto, Ok("masked")) => true,
-            _ => {
-                let min = match self.weights {
-                    SpikeWeights::F32(_) => MASKED_MIN_RATE,
-                    SpikeWeights::Fixed(_) => MASKED_MIN_RATE_F16,
-                };
-                spikes as f64 >= min * len as f64
-            }
-        }
+/// Whether the masked register-tile kernel (cost ~ dense, independent of the firing rate)
+/// beats the scatter (cost ~ spikes) for an f16 input: AVX-512 only, and a firing rate above
+/// [`MASKED_MIN_RATE_F16`] (measured crossover, see `examples/kernels.rs`).
+/// `SPIKERC_AC_KERNEL=scatter|masked` forces one (for tests and measurement).
+fn use_masked(level: Level, spikes: u64, len: usize, kernel: AcKernel) -> bool {
+    if level != Level::Avx512 {
+        return false;
     }
+    match (kernel, std::env::var("SPIKERC_AC_KERNEL").as_deref()) {
+        (AcKernel::Scatter, _) | (AcKernel::Auto, Ok("scatter")) => false,
+        (AcKernel::Masked, _) | (AcKernel::Auto, Ok("masked")) => true,
+        _ => spikes as f64 >= MASKED_MIN_RATE_F16 * len as f64,
+    }
+}
 
+impl SpikeConv {
     /// The masked kernel: zero-padded u16 spike masks, then register tiles per output row.
     #[cfg(target_arch = "x86_64")]
     fn run_masked(
         &self,
+        wt: &[i64],
         x: &[f32],
         lead: usize,
         (h, w): (usize, usize),
@@ -445,27 +540,13 @@ impl SpikeConv {
             |v| if v != 0.0 { 0xFFFFu16 } else { 0 },
             |n| vec![0; n],
         );
-        let mut out = crate::buffers::zeroed(lead * g.co * oh * ow);
+        let mut out = crate::buffers::overwritten(lead * g.co * oh * ow);
         let bias = self.bias.as_deref();
         par_output_rows(&mut out, lead, g, (oh, ow), |b, oy, ob| {
             let mb = &mask[b * g.ci * hp * wp..(b + 1) * g.ci * hp * wp];
             // SAFETY: `use_masked` only selects this kernel at `Level::Avx512`.
             unsafe {
-                match &self.weights {
-                    SpikeWeights::F32(wt) => {
-                        crate::simd::masked_row_avx512(g, wt, bias, mb, (hp, wp), oy, (oh, ow), ob)
-                    }
-                    SpikeWeights::Fixed(wt) => crate::simd::masked_row_i64_avx512(
-                        g,
-                        wt,
-                        bias,
-                        mb,
-                        (hp, wp),
-                        oy,
-                        (oh, ow),
-                        ob,
-                    ),
-                }
+                crate::simd::masked_row_i64_avx512(g, wt, bias, mb, (hp, wp), oy, (oh, ow), ob)
             };
         });
         let ac = reached_taps(g, x, lead, (h, w), (oh, ow)) * g.co as u64;
@@ -482,6 +563,7 @@ impl SpikeConv {
     #[cfg(not(target_arch = "x86_64"))]
     fn run_masked(
         &self,
+        _: &[i64],
         _: &[f32],
         _: usize,
         _: (usize, usize),
@@ -493,7 +575,7 @@ impl SpikeConv {
 }
 
 /// Number of outputs (per output channel) a spike at input position `i` of an axis reaches.
-fn reach(i: usize, n_out: usize, k: usize, s: usize, p: usize) -> u64 {
+pub(crate) fn reach(i: usize, n_out: usize, k: usize, s: usize, p: usize) -> u64 {
     let num = i + p;
     let lo = num.saturating_sub(k - 1).div_ceil(s);
     let hi = (num / s).min(n_out - 1);
@@ -636,10 +718,11 @@ mod tests {
     use super::*;
     use spikerc_compiler::Tensor;
 
-    /// Scatter and masked kernels, f32 and f16, strides 1 and 2, 1x1 and 3x3: identical bits and
-    /// identical AC counts, at several firing rates.
+    /// Strides 1 and 2, 1x1 and 3x3, several firing rates: with f16 weights the scatter and
+    /// masked kernels give identical bits and AC counts; with f32 weights the gather kernel
+    /// gives the dense MAC path's bits (same canonical order) and the same AC count.
     #[test]
-    fn scatter_and_masked_kernels_agree_bit_for_bit() {
+    fn spike_kernels_agree_bit_for_bit() {
         let level = Level::detect();
         let mut seed = 7u64;
         let mut rnd = move || {

@@ -15,7 +15,7 @@ use crate::SyncPtr;
 const CHUNK: usize = 1 << 14;
 
 pub fn map(x: &Array, f: impl Fn(f32) -> f32 + Sync) -> Array {
-    let mut data = crate::buffers::zeroed(x.len());
+    let mut data = crate::buffers::overwritten(x.len());
     data.par_chunks_mut(CHUNK)
         .zip(x.data.par_chunks(CHUNK))
         .for_each(|(d, s)| {
@@ -45,17 +45,20 @@ fn lif_chunk(
     n as u64
 }
 
+/// Neurons per LIF task: the membrane potentials of a task stay in L1 across all time steps.
+const LIF_CHUNK: usize = 4096;
+
 /// Multi-step LIF over `[T, ...]`: spike train and spike count (the interpreter's formulas:
 /// `H = V + (X - (V - v_rest)) / tau` with `decay_input`, else `H = V - (V - v_rest) / tau + X`;
-/// fire when `H >= v_threshold`; hard or soft reset).
+/// fire when `H >= v_threshold`; hard or soft reset). Parallel over blocks of neurons, each
+/// stepping its block through all T (every neuron's update sequence is the interpreter's).
 pub fn lif(x: &Array, l: &Lif) -> (Array, u64) {
     let t = x.shape[0];
     let per_t = x.len() / t;
     let vr = l.v_rest();
     let (tau, th) = (l.tau, l.v_threshold);
-    let mut v = vec![vr; per_t];
-    let mut out = crate::buffers::zeroed(x.len());
-    let mut count = 0u64;
+    let mut out = crate::buffers::overwritten(x.len());
+    let out_ptr = SyncPtr(out.as_mut_ptr());
     let charge = move |v: f32, x: f32| {
         if l.decay_input {
             v + (x - (v - vr)) / tau
@@ -63,32 +66,40 @@ pub fn lif(x: &Array, l: &Lif) -> (Array, u64) {
             v - (v - vr) / tau + x
         }
     };
-    for step in 0..t {
-        let xs = &x.data[step * per_t..(step + 1) * per_t];
-        let os = &mut out[step * per_t..(step + 1) * per_t];
-        count += os
-            .par_chunks_mut(CHUNK)
-            .zip(v.par_chunks_mut(CHUNK))
-            .zip(xs.par_chunks(CHUNK))
-            .map(|((os, vs), xs)| match (l.reset, l.decay_input) {
-                (Reset::Hard { v_reset }, true) => lif_chunk(os, vs, xs, |v, x| {
-                    let h = v + (x - (v - vr)) / tau;
-                    let f = h >= th;
-                    (if f { v_reset } else { h }, f)
-                }),
-                (Reset::Hard { v_reset }, false) => lif_chunk(os, vs, xs, |v, x| {
-                    let h = v - (v - vr) / tau + x;
-                    let f = h >= th;
-                    (if f { v_reset } else { h }, f)
-                }),
-                (Reset::Soft, _) => lif_chunk(os, vs, xs, |v, x| {
-                    let h = charge(v, x);
-                    let f = h >= th;
-                    (if f { h - th } else { h }, f)
-                }),
-            })
-            .sum::<u64>();
-    }
+    let count = (0..per_t.div_ceil(LIF_CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let (s, e) = (c * LIF_CHUNK, ((c + 1) * LIF_CHUNK).min(per_t));
+            let mut v = [vr; LIF_CHUNK];
+            let vs = &mut v[..e - s];
+            let p = &out_ptr;
+            let mut n = 0;
+            for step in 0..t {
+                let xs = &x.data[step * per_t + s..step * per_t + e];
+                // SAFETY: task c writes only neurons s..e of every step; tasks partition the
+                // neurons, so the ranges are disjoint and inside `out` (len t * per_t).
+                let os = unsafe { std::slice::from_raw_parts_mut(p.0.add(step * per_t + s), e - s) };
+                n += match (l.reset, l.decay_input) {
+                    (Reset::Hard { v_reset }, true) => lif_chunk(os, vs, xs, |v, x| {
+                        let h = v + (x - (v - vr)) / tau;
+                        let f = h >= th;
+                        (if f { v_reset } else { h }, f)
+                    }),
+                    (Reset::Hard { v_reset }, false) => lif_chunk(os, vs, xs, |v, x| {
+                        let h = v - (v - vr) / tau + x;
+                        let f = h >= th;
+                        (if f { v_reset } else { h }, f)
+                    }),
+                    (Reset::Soft, _) => lif_chunk(os, vs, xs, |v, x| {
+                        let h = charge(v, x);
+                        let f = h >= th;
+                        (if f { h - th } else { h }, f)
+                    }),
+                };
+            }
+            n
+        })
+        .sum::<u64>();
     (Array::new(x.shape.clone(), out), count)
 }
 
@@ -96,7 +107,7 @@ pub fn lif(x: &Array, l: &Lif) -> (Array, u64) {
 pub fn channel_affine(x: &Array, alpha: &[f32], beta: &[f32]) -> Array {
     let r = x.shape.len();
     let (c, hw) = (x.shape[r - 3], x.shape[r - 2] * x.shape[r - 1]);
-    let mut out = crate::buffers::zeroed(x.len());
+    let mut out = crate::buffers::overwritten(x.len());
     out.par_chunks_mut(hw)
         .zip(x.data.par_chunks(hw))
         .enumerate()
@@ -154,7 +165,7 @@ pub fn binary(a: &Array, b: &Array, op: BinaryOp, out_shape: &[usize]) -> Array 
         BinaryOp::Mul => x * y,
     };
     let n: usize = out_shape.iter().product();
-    let mut out = crate::buffers::zeroed(n);
+    let mut out = crate::buffers::overwritten(n);
     if a.shape == b.shape {
         out.par_chunks_mut(CHUNK)
             .zip(a.data.par_chunks(CHUNK).zip(b.data.par_chunks(CHUNK)))
@@ -318,7 +329,7 @@ unsafe impl Sync for SyncF64 {}
 pub fn mean_time(x: &Array, out_shape: &[usize]) -> Array {
     let t = x.shape[0];
     let per = x.len() / t;
-    let mut out = crate::buffers::zeroed(per);
+    let mut out = crate::buffers::overwritten(per);
     out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
         let start = c * CHUNK;
         for (i, o) in o.iter_mut().enumerate() {
@@ -363,7 +374,7 @@ pub fn upsample2x(x: &Array) -> Array {
     let (h, w) = (x.shape[r - 2], x.shape[r - 1]);
     let (oh, ow) = (2 * h, 2 * w);
     let lead: usize = x.shape[..r - 2].iter().product();
-    let mut out = crate::buffers::zeroed(lead * oh * ow);
+    let mut out = crate::buffers::overwritten(lead * oh * ow);
     let cols: Vec<_> = (0..ow).map(|ox| up2_source(ox, w)).collect();
     out.par_chunks_mut(oh * ow)
         .enumerate()

@@ -359,7 +359,7 @@ impl Program {
                 Kernel::Input => input.clone(),
                 Kernel::Output => args[0].clone(),
                 Kernel::RepeatTime(t) => {
-                    let mut d = crate::buffers::zeroed(args[0].len() * t);
+                    let mut d = crate::buffers::overwritten(args[0].len() * t);
                     for c in d.chunks_exact_mut(args[0].len()) {
                         c.copy_from_slice(&args[0].data);
                     }

@@ -7,7 +7,7 @@
 //! `target-cpu=native`) and still uses the widest vectors the machine has. No variant uses
 //! fused multiply-add (Rust never contracts `a * b + c`), so all three give identical bits.
 
-use crate::conv::{add_column, scatter, DenseConv, Geometry, LANES};
+use crate::conv::{add_column, scatter, via_row_buffer, DenseConv, Geometry, LANES};
 
 /// The instruction-set level used by the kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,17 +43,16 @@ impl Level {
     }
 }
 
-/// One output row of a dense convolution, all output channels.
+/// One output row of a dense convolution, all output channels, into `acc` (`[ow][cp]`).
 #[inline(always)]
 fn dense_row_body(
     c: &DenseConv,
     xb: &[f32],
     hw: (usize, usize),
     oy: usize,
-    ohw: (usize, usize),
-    ob: &mut [f32],
+    ow: usize,
+    acc: &mut [f32],
 ) {
-    let ow = ohw.1;
     let nch = c.geo.cp / LANES;
     let mut ch = 0;
     while ch < nch {
@@ -63,11 +62,11 @@ fn dense_row_body(
             ($p:literal, $nc:literal) => {{
                 let mut ox = 0;
                 while ox + $p <= ow {
-                    c.tile::<$p, $nc>(xb, hw, oy, ox, c0, ohw, ob);
+                    c.tile::<$p, $nc>(xb, hw, oy, ox, c0, acc);
                     ox += $p;
                 }
                 while ox < ow {
-                    c.tile::<1, $nc>(xb, hw, oy, ox, c0, ohw, ob);
+                    c.tile::<1, $nc>(xb, hw, oy, ox, c0, acc);
                     ox += 1;
                 }
                 ch += $nc;
@@ -95,24 +94,24 @@ unsafe fn tile512<const P: usize, const NC: usize>(
     oy: usize,
     ox0: usize,
     c0: usize,
-    (oh, ow): (usize, usize),
-    ob: &mut [f32],
+    out: &mut [f32],
 ) {
     use std::arch::x86_64::*;
     let g = &c.geo;
+    debug_assert!(out.len() >= (ox0 + P) * g.cp);
     let [sy, sx] = g.stride;
     debug_assert!((ox0 + P - 1) * sx + g.kw <= wp && (oy * sy + g.kh) <= hp);
     debug_assert!(c0 + NC * LANES <= g.cp && xb.len() >= g.ci * hp * wp);
     let mut acc = [[_mm512_setzero_ps(); NC]; P];
     let wptr = c.wt.as_ptr();
     let xptr = xb.as_ptr();
-    for i in 0..g.ci {
-        for ky in 0..g.kh {
-            // SAFETY: in bounds by the geometry asserted above (padded input, padded weights).
-            let row = xptr.add(i * hp * wp + (oy * sy + ky) * wp + ox0 * sx);
-            let wrow = wptr.add((i * g.kh + ky) * g.kw * g.cp + c0);
-            for kx in 0..g.kw {
-                let wb = wrow.add(kx * g.cp);
+    for ky in 0..g.kh {
+        for kx in 0..g.kw {
+            let wtap = wptr.add((ky * g.kw + kx) * g.ci * g.cp + c0);
+            for i in 0..g.ci {
+                // SAFETY: in bounds by the geometry asserted above (padded input, padded weights).
+                let row = xptr.add(i * hp * wp + (oy * sy + ky) * wp + ox0 * sx);
+                let wb = wtap.add(i * g.cp);
                 let mut wv = [_mm512_setzero_ps(); NC];
                 for (k, w) in wv.iter_mut().enumerate() {
                     *w = _mm512_loadu_ps(wb.add(k * LANES));
@@ -126,19 +125,11 @@ unsafe fn tile512<const P: usize, const NC: usize>(
             }
         }
     }
-    let mut lanes = [0f32; LANES];
     for (p, ap) in acc.iter().enumerate() {
+        let dst = out.as_mut_ptr().add((ox0 + p) * g.cp + c0);
         for (k, v) in ap.iter().enumerate() {
-            _mm512_storeu_ps(lanes.as_mut_ptr(), *v);
-            for (l, &s) in lanes.iter().enumerate() {
-                let o = c0 + k * LANES + l;
-                if o < g.co {
-                    ob[(o * oh + oy) * ow + ox0 + p] = match &c.bias {
-                        Some(bb) => s + bb[o],
-                        None => s,
-                    };
-                }
-            }
+            // SAFETY: ox0 + p < ow and c0 + 16 NC <= cp: inside `out` (`[ow][cp]`).
+            _mm512_storeu_ps(dst.add(k * LANES), *v);
         }
     }
 }
@@ -150,10 +141,9 @@ unsafe fn dense_row_avx512(
     xb: &[f32],
     hw: (usize, usize),
     oy: usize,
-    ohw: (usize, usize),
-    ob: &mut [f32],
+    ow: usize,
+    acc: &mut [f32],
 ) {
-    let ow = ohw.1;
     let nch = c.geo.cp / LANES;
     let mut ch = 0;
     while ch < nch {
@@ -162,11 +152,11 @@ unsafe fn dense_row_avx512(
             ($p:literal, $nc:literal) => {{
                 let mut ox = 0;
                 while ox + $p <= ow {
-                    tile512::<$p, $nc>(c, xb, hw, oy, ox, c0, ohw, ob);
+                    tile512::<$p, $nc>(c, xb, hw, oy, ox, c0, acc);
                     ox += $p;
                 }
                 while ox < ow {
-                    tile512::<1, $nc>(c, xb, hw, oy, ox, c0, ohw, ob);
+                    tile512::<1, $nc>(c, xb, hw, oy, ox, c0, acc);
                     ox += 1;
                 }
                 ch += $nc;
@@ -188,10 +178,10 @@ unsafe fn dense_row_avx2(
     xb: &[f32],
     hw: (usize, usize),
     oy: usize,
-    ohw: (usize, usize),
-    ob: &mut [f32],
+    ow: usize,
+    acc: &mut [f32],
 ) {
-    dense_row_body(c, xb, hw, oy, ohw, ob)
+    dense_row_body(c, xb, hw, oy, ow, acc)
 }
 
 /// Dispatches one dense output row to the kernel of `level`.
@@ -204,126 +194,21 @@ pub fn dense_row(
     ohw: (usize, usize),
     ob: &mut [f32],
 ) {
-    match level {
+    let ow = ohw.1;
+    via_row_buffer(&c.geo, c.bias.as_deref(), oy, ohw, ob, |acc| match level {
         // SAFETY: `Level::detect` only returns these levels when the CPU has the feature.
         #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => unsafe { dense_row_avx512(c, xb, hw, oy, ohw, ob) },
+        Level::Avx512 => unsafe { dense_row_avx512(c, xb, hw, oy, ow, acc) },
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => unsafe { dense_row_avx2(c, xb, hw, oy, ohw, ob) },
-        _ => dense_row_body(c, xb, hw, oy, ohw, ob),
-    }
+        Level::Avx2 => unsafe { dense_row_avx2(c, xb, hw, oy, ow, acc) },
+        _ => dense_row_body(c, xb, hw, oy, ow, acc),
+    });
 }
 
-/// One `P x (16 * NC)` register tile of an event-driven convolution over a zero-padded
-/// spike mask (`0xFFFF` where a spike is): every (ci, ky, kx) adds the weight vector under the
-/// mask (`vaddps` with a k-mask), so outputs receive exactly the weights of their active
-/// inputs, in the canonical order, with the accumulators in registers.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn masked_tile512<const P: usize, const NC: usize>(
-    g: &Geometry,
-    wt: &[f32],
-    bias: Option<&[f32]>,
-    mb: &[u16],
-    (hp, wp): (usize, usize),
-    oy: usize,
-    ox0: usize,
-    c0: usize,
-    (oh, ow): (usize, usize),
-    ob: &mut [f32],
-) {
-    use std::arch::x86_64::*;
-    let [sy, sx] = g.stride;
-    debug_assert!((ox0 + P - 1) * sx + g.kw <= wp && (oy * sy + g.kh) <= hp);
-    debug_assert!(c0 + NC * LANES <= g.cp && mb.len() >= g.ci * hp * wp);
-    let mut acc = [[_mm512_setzero_ps(); NC]; P];
-    let wptr = wt.as_ptr();
-    let mptr = mb.as_ptr();
-    for i in 0..g.ci {
-        for ky in 0..g.kh {
-            // SAFETY: in bounds by the geometry asserted above (padded mask, padded weights).
-            let row = mptr.add(i * hp * wp + (oy * sy + ky) * wp + ox0 * sx);
-            let wrow = wptr.add((i * g.kh + ky) * g.kw * g.cp + c0);
-            for kx in 0..g.kw {
-                let wb = wrow.add(kx * g.cp);
-                let mut wv = [_mm512_setzero_ps(); NC];
-                for (k, w) in wv.iter_mut().enumerate() {
-                    *w = _mm512_loadu_ps(wb.add(k * LANES));
-                }
-                for (p, ap) in acc.iter_mut().enumerate() {
-                    let m: __mmask16 = *row.add(p * sx + kx);
-                    for k in 0..NC {
-                        ap[k] = _mm512_mask_add_ps(ap[k], m, ap[k], wv[k]);
-                    }
-                }
-            }
-        }
-    }
-    let mut lanes = [0f32; LANES];
-    for (p, ap) in acc.iter().enumerate() {
-        for (k, v) in ap.iter().enumerate() {
-            _mm512_storeu_ps(lanes.as_mut_ptr(), *v);
-            for (l, &s) in lanes.iter().enumerate() {
-                let o = c0 + k * LANES + l;
-                if o < g.co {
-                    ob[(o * oh + oy) * ow + ox0 + p] = match bias {
-                        Some(bb) => s + bb[o],
-                        None => s,
-                    };
-                }
-            }
-        }
-    }
-}
-
-/// One output row of an event-driven f32 convolution by masked accumulation (AVX-512 only).
-///
-/// # Safety
-/// The CPU must support AVX-512F; `mb` is the zero-padded `[ci, hp, wp]` mask of one plane.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn masked_row_avx512(
-    g: &Geometry,
-    wt: &[f32],
-    bias: Option<&[f32]>,
-    mb: &[u16],
-    hw: (usize, usize),
-    oy: usize,
-    ohw: (usize, usize),
-    ob: &mut [f32],
-) {
-    let ow = ohw.1;
-    let nch = g.cp / LANES;
-    let mut ch = 0;
-    while ch < nch {
-        let c0 = ch * LANES;
-        macro_rules! run {
-            ($p:literal, $nc:literal) => {{
-                let mut ox = 0;
-                while ox + $p <= ow {
-                    masked_tile512::<$p, $nc>(g, wt, bias, mb, hw, oy, ox, c0, ohw, ob);
-                    ox += $p;
-                }
-                while ox < ow {
-                    masked_tile512::<1, $nc>(g, wt, bias, mb, hw, oy, ox, c0, ohw, ob);
-                    ox += 1;
-                }
-                ch += $nc;
-            }};
-        }
-        match nch - ch {
-            1 => run!(12, 1),
-            2 => run!(12, 2),
-            4 => run!(6, 2),
-            _ => run!(8, 3),
-        }
-    }
-}
-
-/// The f16 variant of [`masked_tile512`]: exact i64 fixed-point accumulators (8 lanes per
-/// register, `NC8` registers per pixel), rounded once to f32 before the bias is added.
+/// One `P x (8 * NC8)` register tile of an event-driven f16 convolution over a zero-padded
+/// spike mask (`0xFF..` where a spike is): every (ci, ky, kx) adds the fixed-point weight
+/// vector under the mask, so outputs receive exactly the weights of their active inputs, with
+/// exact i64 accumulators in registers, rounded once to f32 before the bias is added.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -428,21 +313,6 @@ pub unsafe fn masked_row_i64_avx512(
     }
 }
 
-/// `acc += w` over `acc.len()` f32 lanes (a multiple of 16) with AVX-512.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn add_f32_512(acc: &mut [f32], w: &[f32]) {
-    use std::arch::x86_64::*;
-    debug_assert!(acc.len() == w.len() && acc.len().is_multiple_of(16));
-    let (a, b) = (acc.as_mut_ptr(), w.as_ptr());
-    for k in (0..acc.len()).step_by(16) {
-        _mm512_storeu_ps(
-            a.add(k),
-            _mm512_add_ps(_mm512_loadu_ps(a.add(k)), _mm512_loadu_ps(b.add(k))),
-        );
-    }
-}
-
 /// `acc += w` over `acc.len()` i64 lanes (a multiple of 16) with AVX-512.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
@@ -524,13 +394,6 @@ macro_rules! scatter_variants {
     };
 }
 
-scatter_variants!(
-    scatter_f32,
-    f32,
-    scatter_f32_avx512,
-    scatter_f32_avx2,
-    add_f32_512
-);
 scatter_variants!(
     scatter_i64,
     i64,

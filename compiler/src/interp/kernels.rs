@@ -12,8 +12,10 @@ fn planes(shape: &[usize]) -> (usize, usize, usize, usize) {
     (lead, shape[r - 3], shape[r - 2], shape[r - 1])
 }
 
-/// Convolution. `wide` accumulates every product in f64 and rounds once (the interpreter's
-/// high-precision mode); f16 event-driven convolutions always do (exact, see the module docs).
+/// Convolution: per output, `acc += w * x` (f32, no fused multiply-add) from 0 in the
+/// canonical order kernel row -> kernel column -> input channel, bias added last. `wide` accumulates every product in f64
+/// and rounds once (the interpreter's high-precision mode); f16 event-driven convolutions
+/// always do (exact, see the module docs).
 pub fn conv2d(x: &Array, c: &Conv2d, out_shape: &[usize], wide: bool) -> Array {
     let (lead, ci, h, w) = planes(&x.shape);
     let (_, co, oh, ow) = planes(out_shape);
@@ -31,10 +33,10 @@ pub fn conv2d(x: &Array, c: &Conv2d, out_shape: &[usize], wide: bool) -> Array {
         for o in 0..co {
             acc32.fill(0.0);
             acc64.fill(0.0);
-            for i in 0..ci {
-                let plane = &xb[i * h * w..(i + 1) * h * w];
-                for ky in 0..kh {
-                    for kx in 0..kw {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    for i in 0..ci {
+                        let plane = &xb[i * h * w..(i + 1) * h * w];
                         let wv = wt[((o * ci + i) * kh + ky) * kw + kx];
                         for oy in 0..oh {
                             let iy = (oy * sy + ky) as isize - py as isize;
