@@ -2,11 +2,11 @@
 //! axis-linear mixing, bilinear upsampling and the time mean.
 //!
 //! Each computes every output with exactly the interpreter's expression (same operation
-//! order, f64 means in row-major order of the reduced elements), and parallelises only over
+//! order, f64 means in the interpreter's lanes), and parallelises only over
 //! independent outputs, so the bits never depend on the thread count.
 
 use rayon::prelude::*;
-use spikerc_compiler::interp::Array;
+use spikerc_compiler::interp::{combine_lanes, Array, MEAN_LANES};
 use spikerc_compiler::ir::{BinaryOp, Lif, ReduceOp, Reset};
 
 use crate::SyncPtr;
@@ -78,7 +78,8 @@ pub fn lif(x: &Array, l: &Lif) -> (Array, u64) {
                 let xs = &x.data[step * per_t + s..step * per_t + e];
                 // SAFETY: task c writes only neurons s..e of every step; tasks partition the
                 // neurons, so the ranges are disjoint and inside `out` (len t * per_t).
-                let os = unsafe { std::slice::from_raw_parts_mut(p.0.add(step * per_t + s), e - s) };
+                let os =
+                    unsafe { std::slice::from_raw_parts_mut(p.0.add(step * per_t + s), e - s) };
                 n += match (l.reset, l.decay_input) {
                     (Reset::Hard { v_reset }, true) => lif_chunk(os, vs, xs, |v, x| {
                         let h = v + (x - (v - vr)) / tau;
@@ -224,31 +225,81 @@ pub fn binary(a: &Array, b: &Array, op: BinaryOp, out_shape: &[usize]) -> Array 
 /// as fast as it gets, so the runtime uses it.
 pub use spikerc_compiler::interp::concat;
 
-/// Mean (f64, row-major order of the reduced elements, one rounding) or max (first maximum
-/// wins) over `axes`. Parallel over the first kept axis longer than 1: each task owns the
-/// outputs with one index on that axis and visits their elements in row-major order, so every
-/// output sees exactly the interpreter's sequence of additions.
+/// Mean (the interpreter's lanes: element `k` of an output's reduced sequence into f64 lane
+/// `k % MEAN_LANES`, lanes combined by [`combine_lanes`], one rounding) or max (first maximum
+/// wins) over `axes`. Neighbouring axes of the same kind are merged first (longer rows). Parallel
+/// over the first kept axis longer than 1 (and bands of a kept last axis): each task owns its
+/// outputs and visits their elements in row-major order.
+///
+/// Rows along a reduced last axis are summed 16 lanes at a time (vectorised) when they start
+/// on lane 0, and maximised in 16 lanes too; the lane maximum is the sequential one unless it
+/// is zero (where `-0.0` and `+0.0` tie and the first would win), which is rescanned in order.
+/// A kept last axis is reduced elementwise across rows (one lane array per lane of the rows).
 pub fn reduce(x: &Array, op: ReduceOp, axes: &[usize], out_shape: &[usize]) -> Array {
-    let r = x.shape.len();
+    // Merge neighbouring axes that are both reduced or both kept: a row-major view with
+    // fewer, longer axes and the same order of elements per output.
+    // Axes of length 1 do not affect the order and are dropped.
+    let mut dims: Vec<(usize, bool)> = vec![];
+    for (d, &n) in x.shape.iter().enumerate() {
+        let red = axes.contains(&d);
+        match dims.last_mut() {
+            _ if n == 1 => {}
+            Some(last) if last.1 == red => last.0 *= n,
+            _ => dims.push((n, red)),
+        }
+    }
+    if dims.is_empty() {
+        dims.push((1, true));
+    }
+    let shape: Vec<usize> = dims.iter().map(|d| d.0).collect();
+    let oshape: Vec<usize> = dims.iter().map(|d| if d.1 { 1 } else { d.0 }).collect();
+    let r = shape.len();
     let n_out: usize = out_shape.iter().product();
     let count = x.len() / n_out.max(1);
-    let so = strides(out_shape);
-    let si = strides(&x.shape);
-    let step: Vec<usize> = (0..r)
-        .map(|d| if axes.contains(&d) { 0 } else { so[d] })
-        .collect();
-    let last = x.shape[r - 1];
-    let last_reduced = axes.contains(&(r - 1));
-    let split = (0..r - 1).find(|d| !axes.contains(d) && x.shape[*d] > 1);
-    let tasks = split.map_or(1, |d| x.shape[d]);
-    let mut sum = vec![0f64; if op == ReduceOp::Mean { n_out } else { 0 }];
-    let mut max = vec![f32::NEG_INFINITY; if op == ReduceOp::Max { n_out } else { 0 }];
-    let (sp, mp) = (SyncF64(sum.as_mut_ptr()), SyncPtr(max.as_mut_ptr()));
+    let so = strides(&oshape);
+    let si = strides(&shape);
+    let step: Vec<usize> = (0..r).map(|d| if dims[d].1 { 0 } else { so[d] }).collect();
+    let last = shape[r - 1];
+    let last_reduced = dims[r - 1].1;
+    // Tasks: one per index of the first kept axis (before the last) longer than 1, times
+    // bands of columns when the last axis is kept. Every task owns distinct outputs.
+    let split = (0..r - 1).find(|&d| !dims[d].1 && shape[d] > 1);
+    let band = if last_reduced { last } else { 4096.min(last) };
+    let bands = last.div_ceil(band);
+    let tasks = split.map_or(1, |d| shape[d]) * bands;
+    let mean = op == ReduceOp::Mean;
+    // Mean lanes: per output `[MEAN_LANES]` if the last axis is reduced, else lane-major
+    // `[MEAN_LANES][n_out]` (a row adds one element to each of its outputs, all in one lane).
+    // (A pooled f32 buffer of twice the length holds the f64 lanes: the lane-major array is
+    // megabytes, and a fresh one per call would be page-faulted in every time.)
+    let mut lane_buf = crate::buffers::zeroed(if mean { 2 * n_out * MEAN_LANES } else { 0 });
+    let sum: &mut [f64] = if mean {
+        assert!(
+            lane_buf.as_ptr().align_offset(8) == 0,
+            "f32 buffers are 8-byte aligned"
+        );
+        // SAFETY: `lane_buf` holds 2 * n_out * MEAN_LANES zeroed f32s, i.e. as many bytes as
+        // n_out * MEAN_LANES f64s, all zero bits (= 0.0); 8-byte aligned (asserted); borrowed
+        // exclusively until it is recycled below.
+        unsafe {
+            std::slice::from_raw_parts_mut(lane_buf.as_mut_ptr() as *mut f64, lane_buf.len() / 2)
+        }
+    } else {
+        &mut []
+    };
+    let mut seen = vec![0usize; n_out];
+    let mut max = vec![f32::NEG_INFINITY; if mean { 0 } else { n_out }];
+    let (sp, mp, np) = (
+        SyncF64(sum.as_mut_ptr()),
+        SyncPtr(max.as_mut_ptr()),
+        SyncUsize(seen.as_mut_ptr()),
+    );
     (0..tasks).into_par_iter().for_each(|task| {
-        let (sp, mp) = (&sp, &mp);
+        let (sp, mp, np) = (&sp, &mp, &np);
+        let (c0, c1) = ((task % bands) * band, ((task % bands + 1) * band).min(last));
         let mut idx = vec![0usize; r.saturating_sub(1)];
         if let Some(d) = split {
-            idx[d] = task;
+            idx[d] = task / bands;
         }
         loop {
             let (mut ii, mut oo) = (0, 0);
@@ -256,34 +307,37 @@ pub fn reduce(x: &Array, op: ReduceOp, axes: &[usize], out_shape: &[usize]) -> A
                 ii += idx[d] * si[d];
                 oo += idx[d] * step[d];
             }
-            let row = &x.data[ii..ii + last];
-            // SAFETY: tasks own disjoint outputs (distinct indices on the split axis).
+            let row = &x.data[ii + c0..ii + c1];
+            // SAFETY: tasks own disjoint outputs (distinct indices on the split axis, distinct
+            // column bands), and every index below is of an output this task owns.
             unsafe {
                 match (op, last_reduced) {
                     (ReduceOp::Mean, true) => {
-                        let mut s = *sp.0.add(oo);
-                        for &v in row {
-                            s += v as f64;
-                        }
-                        *sp.0.add(oo) = s;
+                        let lanes = &mut *(sp.0.add(oo * MEAN_LANES) as *mut [f64; MEAN_LANES]);
+                        let pos = &mut *np.0.add(oo);
+                        add_lanes(lanes, *pos, row);
+                        *pos += last;
                     }
                     (ReduceOp::Mean, false) => {
-                        let dst = std::slice::from_raw_parts_mut(sp.0.add(oo), last);
+                        // Every output of this row advances by one; the count is kept on the
+                        // band's first output.
+                        let pos = &mut *np.0.add(oo + c0);
+                        let lane = *pos % MEAN_LANES;
+                        let dst = std::slice::from_raw_parts_mut(
+                            sp.0.add(lane * n_out + oo + c0),
+                            c1 - c0,
+                        );
                         for (d, &v) in dst.iter_mut().zip(row) {
                             *d += v as f64;
                         }
+                        *pos += 1;
                     }
                     (ReduceOp::Max, true) => {
-                        let mut m = *mp.0.add(oo);
-                        for &v in row {
-                            if v > m {
-                                m = v;
-                            }
-                        }
-                        *mp.0.add(oo) = m;
+                        let m = &mut *mp.0.add(oo);
+                        *m = row_max(*m, row);
                     }
                     (ReduceOp::Max, false) => {
-                        let dst = std::slice::from_raw_parts_mut(mp.0.add(oo), last);
+                        let dst = std::slice::from_raw_parts_mut(mp.0.add(oo + c0), c1 - c0);
                         for (d, &v) in dst.iter_mut().zip(row) {
                             if v > *d {
                                 *d = v;
@@ -303,7 +357,7 @@ pub fn reduce(x: &Array, op: ReduceOp, axes: &[usize], out_shape: &[usize]) -> A
                     continue;
                 }
                 idx[d] += 1;
-                if idx[d] < x.shape[d] {
+                if idx[d] < shape[d] {
                     break false;
                 }
                 idx[d] = 0;
@@ -313,17 +367,84 @@ pub fn reduce(x: &Array, op: ReduceOp, axes: &[usize], out_shape: &[usize]) -> A
             }
         }
     });
-    let data = match op {
-        ReduceOp::Mean => sum.iter().map(|s| (s / count as f64) as f32).collect(),
-        ReduceOp::Max => max,
+    let data = match (op, last_reduced) {
+        (ReduceOp::Mean, true) => sum
+            .chunks_exact(MEAN_LANES)
+            .map(|l| {
+                let l: &[f64; MEAN_LANES] = l.try_into().expect("MEAN_LANES lanes");
+                (combine_lanes(l) / count as f64) as f32
+            })
+            .collect(),
+        (ReduceOp::Mean, false) => (0..n_out)
+            .map(|o| {
+                let l: [f64; MEAN_LANES] = std::array::from_fn(|k| sum[k * n_out + o]);
+                (combine_lanes(&l) / count as f64) as f32
+            })
+            .collect(),
+        (ReduceOp::Max, _) => max,
     };
+    crate::buffers::recycle(lane_buf);
     Array::new(out_shape.to_vec(), data)
+}
+
+/// Adds `row` (elements `pos ..` of an output's reduced sequence) into its mean lanes.
+#[inline]
+fn add_lanes(lanes: &mut [f64; MEAN_LANES], pos: usize, row: &[f32]) {
+    let mut head = 0;
+    if pos % MEAN_LANES != 0 {
+        head = (MEAN_LANES - pos % MEAN_LANES).min(row.len());
+        for (j, &v) in row[..head].iter().enumerate() {
+            lanes[(pos + j) % MEAN_LANES] += v as f64;
+        }
+    }
+    let mut chunks = row[head..].chunks_exact(MEAN_LANES);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += v as f64;
+        }
+    }
+    for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *l += v as f64;
+    }
+}
+
+/// `max(m, row)` with the sequential "first maximum wins" result: 16 lane maxima (vectorised),
+/// then their maximum; only a zero result can depend on order (`-0.0 == +0.0`), so that case
+/// is rescanned in order.
+fn row_max(m: f32, row: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let mut chunks = row.chunks_exact(16);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = if v > *l { v } else { *l };
+        }
+    }
+    let mut best = m;
+    for &v in lanes.iter().chain(chunks.remainder()) {
+        if v > best {
+            best = v;
+        }
+    }
+    if best == 0.0 {
+        best = m;
+        for &v in row {
+            if v > best {
+                best = v;
+            }
+        }
+    }
+    best
 }
 
 /// Shared f64 output pointer for [`reduce`] tasks (disjoint outputs).
 struct SyncF64(*mut f64);
 // SAFETY: tasks write disjoint indices (see `reduce`).
 unsafe impl Sync for SyncF64 {}
+
+/// Shared per-output counters for [`reduce`] tasks (disjoint outputs).
+struct SyncUsize(*mut usize);
+// SAFETY: tasks write disjoint indices (see `reduce`).
+unsafe impl Sync for SyncUsize {}
 
 /// Mean over the time axis `[T, ...] -> [...]` (f64, t ascending, one rounding).
 pub fn mean_time(x: &Array, out_shape: &[usize]) -> Array {
@@ -392,4 +513,66 @@ pub fn upsample2x(x: &Array) -> Array {
     shape[r - 2] = oh;
     shape[r - 1] = ow;
     Array::new(shape, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spikerc_compiler::interp::reduce as interp_reduce;
+
+    /// Means and maxima over every axis combination of odd-sized shapes (rows that start
+    /// mid-lane, merged and length-1 axes, column bands) give the interpreter's bits; a max of
+    /// signed zeros keeps the first one.
+    #[test]
+    fn reductions_match_the_interpreter_bit_for_bit() {
+        let mut seed = 11u64;
+        for shape in [
+            vec![3, 1, 5, 7, 19],
+            vec![2, 1, 3, 4, 5000],
+            vec![4, 2, 1, 33, 17],
+        ] {
+            let n: usize = shape.iter().product();
+            let data: Vec<f32> = (0..n)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    (seed % 20_001) as f32 / 1000.0 - 10.0
+                })
+                .collect();
+            let x = Array::new(shape.clone(), data);
+            for mask in 1u32..(1 << shape.len()) {
+                let axes: Vec<usize> = (0..shape.len()).filter(|d| mask & (1 << d) != 0).collect();
+                let out: Vec<usize> = shape
+                    .iter()
+                    .enumerate()
+                    .map(|(d, &s)| if axes.contains(&d) { 1 } else { s })
+                    .collect();
+                for op in [ReduceOp::Mean, ReduceOp::Max] {
+                    let a = reduce(&x, op, &axes, &out);
+                    let b = interp_reduce(&x, op, &axes, &out);
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&a.data), bits(&b.data), "{shape:?} {axes:?} {op:?}");
+                }
+            }
+        }
+        let zeros = Array::new(
+            vec![1, 40],
+            (0..40).map(|i| if i == 3 { -0.0 } else { 0.0 }).collect(),
+        );
+        let m = reduce(&zeros, ReduceOp::Max, &[1], &[1, 1]);
+        assert_eq!(
+            m.data[0].to_bits(),
+            0.0f32.to_bits(),
+            "the first zero (+0.0) wins"
+        );
+        let mut first_neg = zeros.clone();
+        first_neg.data[0] = -0.0;
+        let m = reduce(&first_neg, ReduceOp::Max, &[1], &[1, 1]);
+        assert_eq!(
+            m.data[0].to_bits(),
+            (-0.0f32).to_bits(),
+            "the first zero (-0.0) wins"
+        );
+    }
 }

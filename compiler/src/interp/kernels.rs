@@ -76,7 +76,12 @@ pub fn conv2d(x: &Array, c: &Conv2d, out_shape: &[usize], wide: bool) -> Array {
 /// (its vectorised kernel fuses the multiply-add; one rounding).
 pub fn batch_norm(x: &Array, bn: &BatchNorm) -> Array {
     let (lead, c, h, w) = planes(&x.shape);
-    let (g, b, m, v) = (bn.gamma.to_f32(), bn.beta.to_f32(), bn.running_mean.to_f32(), bn.running_var.to_f32());
+    let (g, b, m, v) = (
+        bn.gamma.to_f32(),
+        bn.beta.to_f32(),
+        bn.running_mean.to_f32(),
+        bn.running_var.to_f32(),
+    );
     let mut out = x.data.clone();
     for l in 0..lead {
         for ch in 0..c {
@@ -190,12 +195,33 @@ pub fn concat(args: &[&Array], axis: usize, out_shape: &[usize]) -> Array {
     Array::new(out_shape.to_vec(), out)
 }
 
-/// Mean (f64 accumulation, row-major order) or max over `axes`, keeping them as size 1.
+/// f64 lanes of the canonical mean: element `k` of an output's reduced sequence (row-major
+/// order) is added to lane `k % MEAN_LANES`; engines vectorise over the lanes.
+pub const MEAN_LANES: usize = 16;
+
+/// The lanes of a mean summed in the canonical pairwise tree
+/// `((l0 + l1) + (l2 + l3)) + ...` (f64).
+pub fn combine_lanes(l: &[f64; MEAN_LANES]) -> f64 {
+    let mut v = *l;
+    let mut n = MEAN_LANES;
+    while n > 1 {
+        for i in 0..n / 2 {
+            v[i] = v[2 * i] + v[2 * i + 1];
+        }
+        n /= 2;
+    }
+    v[0]
+}
+
+/// Mean or max over `axes`, keeping them as size 1. Mean: f64 sum in [`MEAN_LANES`]
+/// interleaved lanes combined by [`combine_lanes`], divided by the count, rounded once to f32.
+/// Max: the first maximum in row-major order (`v > max`).
 pub fn reduce(x: &Array, op: ReduceOp, axes: &[usize], out_shape: &[usize]) -> Array {
     let so = strides(out_shape);
     let n_out: usize = out_shape.iter().product();
     let count = x.len() / n_out.max(1);
-    let mut sum = vec![0f64; n_out];
+    let mut lanes = vec![[0f64; MEAN_LANES]; n_out];
+    let mut seen = vec![0usize; n_out];
     let mut max = vec![f32::NEG_INFINITY; n_out];
     let mut idx = vec![0; x.shape.len()];
     for (i, &v) in x.data.iter().enumerate() {
@@ -206,13 +232,17 @@ pub fn reduce(x: &Array, op: ReduceOp, axes: &[usize], out_shape: &[usize]) -> A
                 o += idx[d] * so[d];
             }
         }
-        sum[o] += v as f64;
+        lanes[o][seen[o] % MEAN_LANES] += v as f64;
+        seen[o] += 1;
         if v > max[o] {
             max[o] = v;
         }
     }
     let data = match op {
-        ReduceOp::Mean => sum.iter().map(|s| (s / count as f64) as f32).collect(),
+        ReduceOp::Mean => lanes
+            .iter()
+            .map(|l| (combine_lanes(l) / count as f64) as f32)
+            .collect(),
         ReduceOp::Max => max,
     };
     Array::new(out_shape.to_vec(), data)

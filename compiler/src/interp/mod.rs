@@ -5,19 +5,23 @@
 //! simulator) and every pass are tested against it. Speed is not its job; clarity is.
 //!
 //! Arithmetic (the contract other engines reproduce, see `ARCHITECTURE.md`):
-//! * convolutions and `axis_linear` accumulate in f32 in the canonical order — input channel,
-//!   then kernel row, then kernel column — starting from 0, adding the bias last; no fused
-//!   multiply-add;
+//! * convolutions accumulate in f32 in the canonical order — kernel row, then kernel column,
+//!   then input channel — starting from 0, adding the bias last; no fused multiply-add;
+//!   `axis_linear` accumulates in f32 over its input axis in ascending order;
 //! * an event-driven convolution whose weights are f16 sums the f16 weights of its active
 //!   inputs *exactly* (in f64, which is exact for up to 2^13 f16 terms), rounds once to f32, then
 //!   adds the bias in f32: the sum cannot depend on accumulation order, so no engine can flip a
 //!   spike by summing in another order;
-//! * means accumulate in f64 in row-major order and round once to f32;
+//! * means accumulate in f64 in 16 interleaved lanes (element `k` of the reduced sequence, in
+//!   row-major order, into lane `k % 16`), combine the lanes in a fixed pairwise tree, divide
+//!   and round once to f32 — a fixed order that engines can vectorise;
 //! * LIF state is f32, updated exactly as `spikerir-model.md` writes it.
 
 mod kernels;
 
-pub use kernels::{bilinear_up2, concat, lif_forward, up2_source};
+pub use kernels::{
+    bilinear_up2, combine_lanes, concat, lif_forward, reduce, up2_source, MEAN_LANES,
+};
 
 use std::collections::BTreeMap;
 
@@ -117,7 +121,11 @@ pub fn run(g: &Verified, input: &Array) -> Result<Execution, InterpError> {
 
 /// Runs the graph, calling `observe(node, value)` for every value computed (for tests and
 /// debugging tools that compare intermediate results).
-pub fn run_observed(g: &Verified, input: &Array, observe: impl FnMut(NodeId, &Array)) -> Result<Execution, InterpError> {
+pub fn run_observed(
+    g: &Verified,
+    input: &Array,
+    observe: impl FnMut(NodeId, &Array),
+) -> Result<Execution, InterpError> {
     run_with(g, input, Options::default(), observe)
 }
 

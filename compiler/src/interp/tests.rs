@@ -4,7 +4,12 @@ use super::*;
 use crate::ir::{Lif, Reset};
 
 fn lif(reset: Reset, decay_input: bool) -> Lif {
-    Lif { tau: 2.0, v_threshold: 0.15, reset, decay_input }
+    Lif {
+        tau: 2.0,
+        v_threshold: 0.15,
+        reset,
+        decay_input,
+    }
 }
 
 fn train(x: &[f32], l: &Lif) -> (Vec<f32>, u64) {
@@ -16,7 +21,10 @@ fn train(x: &[f32], l: &Lif) -> (Vec<f32>, u64) {
 fn lif_hard_reset_follows_the_model_text() {
     // H1 = 0.1 (no spike, V = 0.1); H2 = 0.05 + 0.12 = 0.17 (spike, V = 0);
     // H3 = 0.3 (spike); H4 = 0 + 0.1 = 0.1 (no spike).
-    let (s, n) = train(&[0.1, 0.12, 0.3, 0.1], &lif(Reset::Hard { v_reset: 0.0 }, false));
+    let (s, n) = train(
+        &[0.1, 0.12, 0.3, 0.1],
+        &lif(Reset::Hard { v_reset: 0.0 }, false),
+    );
     assert_eq!(s, [0.0, 1.0, 1.0, 0.0]);
     assert_eq!(n, 2);
 }
@@ -73,7 +81,10 @@ fn reflect_padding_mirrors_without_repeating_the_edge_and_crop_undoes_it() {
 fn inputs_of_wrong_rank_channels_or_size_are_rejected() {
     let g = crate::verify::Verified::new(crate::test_graphs::small()).unwrap();
     let e = run(&g, &Array::zeros(vec![1, 1, 8, 8])).unwrap_err();
-    assert_eq!(e.to_string(), "input has shape [1, 1, 8, 8], expected [N, 3, H, W]");
+    assert_eq!(
+        e.to_string(),
+        "input has shape [1, 1, 8, 8], expected [N, 3, H, W]"
+    );
     let e = run(&g, &Array::zeros(vec![1, 3, 7, 8])).unwrap_err();
     assert!(e.to_string().contains("divisible by 2"), "{e}");
 }
