@@ -1,41 +1,44 @@
-//! The gather AC kernel: f32 convolutions on spike input, work proportional to the spikes.
+//! The gather AC kernel: convolutions on spike input, work proportional to the spikes.
 //!
 //! The spike input is first packed into per-pixel channel bitmaps (`u64` words, bit `i % 64`
 //! of word `i / 64` set when input channel `i` fired), zero-padded like the input. An output
 //! pixel visits its `kh x kw` taps in order; at each tap it walks the set bits of the source
 //! pixel's bitmap in ascending channel order and adds the weight vector
-//! `W[ky][kx][ci][c0..c0 + 16 * NC]` into its accumulators. That visits the active inputs of
-//! every output exactly in the canonical order kernel row -> kernel column -> input channel, so
-//! the f32 sum equals the interpreter's (skipped zero inputs add `w * 0 = 0` to an accumulator
-//! that started at `+0`, which changes nothing) — for every firing rate, with no dense fallback.
+//! `W[ky][kx][ci][c0..]` into its accumulators. That visits the active inputs of every output
+//! exactly in the canonical order kernel row -> kernel column -> input channel, so an f32 sum
+//! equals the interpreter's (skipped zero inputs add `w * 0 = 0` to an accumulator that started
+//! at `+0`, which changes nothing) — for every firing rate, with no dense fallback. With f16
+//! weights the accumulators are i64 fixed point ([`crate::conv::FIX_SCALE`]): exact, so equal
+//! to the interpreter's exact sum in any order.
 //!
 //! **Tap-outer blocking** makes it fast: the weight rows a pixel reads are random (whichever
 //! channels fired), so they must come from L1. A block of output pixels is swept tap by tap —
 //! each pixel's accumulators loaded from an L1-sized channel-last buffer, the tap's active
 //! channels added, stored back — and the channel block is narrowed until one tap's slice of
-//! the weights fits [`TAP_BYTES`]. Buffers are cache-line aligned ([`crate::conv::Lines`]) so
-//! no vector load straddles two lines. (Measured on the paper layers: tap-outer ~1.7x faster
-//! than keeping a pixel's accumulators in registers across all taps; walking several pixels in
-//! lock step to break the add-latency chain gained nothing.)
+//! the weights fits [`TAP_BYTES`]. Buffers are cache-line aligned ([`Lines`]) so no vector load
+//! straddles two lines. (Measured on the paper layers: tap-outer ~1.7x faster than keeping a
+//! pixel's accumulators in registers across all taps; walking several pixels in lock step to
+//! break the add-latency chain gained nothing; alignment gained ~1.4x.)
 //!
 //! Weights are laid out tap-major `[ky][kx][ci][cp]`. The accumulators of one output row are
 //! transposed into the `[co, oh, ow]` planes at the end, adding the bias last.
 
 use rayon::prelude::*;
 
-use crate::conv::{reach, via_row_buffer, Geometry, LANES};
+use crate::conv::{reach, via_row_buffer, Acc, Geometry, Lines};
 use crate::simd::Level;
 
-/// Most 16-lane accumulators one pass keeps per pixel.
-const MAX_NC: usize = 12;
+/// Most zmm accumulators one pass keeps per pixel.
+const MAX_ZMM: usize = 12;
 /// Target size of one tap's weight slice for one channel block (L1 is 32-48 KiB).
 const TAP_BYTES: usize = 64 * 1024;
 /// Target size of the accumulator block swept tap by tap.
 const BLOCK_BYTES: usize = 16 * 1024;
 
-/// Weights `[co, ci, kh, kw]` laid out for the gather kernel: tap-major `[ky][kx][ci][cp]`.
-pub(crate) fn layout(g: &Geometry, w: &[f32]) -> Vec<f32> {
-    let mut out = vec![0.0; g.kh * g.kw * g.ci * g.cp];
+/// Weights `[co, ci, kh, kw]` laid out for the gather kernel: tap-major `[ky][kx][ci][cp]`,
+/// cache-line aligned.
+pub(crate) fn layout<T: Acc>(g: &Geometry, w: &[T]) -> Lines<T> {
+    let mut out = Lines::zeroed(g.kh * g.kw * g.ci * g.cp);
     for o in 0..g.co {
         for i in 0..g.ci {
             for ky in 0..g.kh {
@@ -117,19 +120,19 @@ pub(crate) fn pack(
     }
 }
 
-/// Accumulators per pixel in one pass over `ci` input channels (a tap's slice of the weights
-/// fits [`TAP_BYTES`]), and the balanced pass width for `nch` 16-lane chunks.
-fn pass_width(ci: usize, nch: usize) -> usize {
-    let fit = (TAP_BYTES / (ci * LANES * 4).max(1)).clamp(1, MAX_NC);
-    nch.div_ceil(nch.div_ceil(fit))
+/// zmm accumulators per pixel in one pass over `ci` input channels (a tap's slice of the
+/// weights fits [`TAP_BYTES`]), balanced over the `nz` registers a row of `cp` lanes needs.
+fn pass_width(ci: usize, nz: usize) -> usize {
+    let fit = (TAP_BYTES / (ci * 64).max(1)).clamp(1, MAX_ZMM);
+    nz.div_ceil(nz.div_ceil(fit))
 }
 
 /// Output row `oy` of plane `b` of a gather convolution with weights `wt` in the [`layout`]
 /// order, all output channels, written into `ob` (`[co, oh, ow]` of plane `b`).
-pub(crate) fn row(
+pub(crate) fn row<T: Acc>(
     level: Level,
     g: &Geometry,
-    wt: &[f32],
+    wt: &[T],
     bias: Option<&[f32]>,
     m: &Masks,
     b: usize,
@@ -141,167 +144,186 @@ pub(crate) fn row(
     let mp = &m.data[b * plane..(b + 1) * plane];
     assert!((oy * g.stride[0] + g.kh) <= m.hp && ((ow - 1) * g.stride[1] + g.kw) <= m.wp);
     assert!(wt.len() == g.kh * g.kw * g.ci * g.cp && g.ci <= m.words * 64);
-    via_row_buffer(g, bias, oy, (oh, ow), ob, |acc| {
-        let nch = g.cp / LANES;
-        let per = pass_width(g.ci, nch);
-        let mut ch = 0;
-        while ch < nch {
-            let n = per.min(nch - ch);
-            let c0 = ch * LANES;
+    via_row_buffer::<T>(g, bias, oy, (oh, ow), ob, |acc| {
+        if level != Level::Avx512 {
+            return pass_portable(level, g, wt, mp, (m.wp, m.words), oy, ow, acc);
+        }
+        let nz = g.cp / T::PER_ZMM;
+        let per = pass_width(g.ci, nz);
+        let mut z = 0;
+        while z < nz {
+            let n = per.min(nz - z);
+            let c0 = z * T::PER_ZMM;
             macro_rules! pass {
-                ($($nc:literal)*) => {
+                ($($nz:literal)*) => {
                     match n {
-                        $($nc => dispatch::<$nc>(level, g, wt, mp, (m.wp, m.words), oy, ow, c0, acc),)*
-                        _ => unreachable!("at most {MAX_NC} accumulators per pass"),
+                        // SAFETY: AVX-512 was detected; `row` checked the geometry, and
+                        // c0 + n * PER_ZMM <= cp.
+                        $($nz => unsafe {
+                            T::pass512::<$nz>(g, wt, mp, (m.wp, m.words), oy, ow, c0, acc)
+                        },)*
+                        _ => unreachable!("at most {MAX_ZMM} accumulators per pass"),
                     }
                 };
             }
             pass!(1 2 3 4 5 6 7 8 9 10 11 12);
-            ch += n;
+            z += n;
         }
     });
 }
 
-/// Runs the `NC`-accumulator pass over one row with the kernel of `level`.
-#[inline(always)]
-fn dispatch<const NC: usize>(
+/// The portable pass (AVX2 or baseline): one pixel at a time, all channels, accumulating in
+/// the row buffer with plain loops that LLVM vectorises.
+fn pass_portable<T: Acc>(
     level: Level,
     g: &Geometry,
-    wt: &[f32],
+    wt: &[T],
     mp: &[u64],
     wn: (usize, usize),
     oy: usize,
     ow: usize,
-    c0: usize,
-    acc: &mut [f32],
+    out: &mut [T],
 ) {
-    match level {
-        // SAFETY: `Level::detect` only returns these levels when the CPU has the feature; the
-        // geometry was checked by `row`.
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => unsafe { pass_avx512::<NC>(g, wt, mp, wn, oy, ow, c0, acc) },
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => unsafe { pass_avx2::<NC>(g, wt, mp, wn, oy, ow, c0, acc) },
-        _ => pass_portable::<NC>(g, wt, mp, wn, oy, ow, c0, acc),
-    }
-}
-
-/// The portable pass, one pixel at a time with `[f32; 16]` lane arrays that LLVM vectorises.
-#[inline(always)]
-fn pass_portable<const NC: usize>(
-    g: &Geometry,
-    wt: &[f32],
-    mp: &[u64],
-    (wp, nw): (usize, usize),
-    oy: usize,
-    ow: usize,
-    c0: usize,
-    out: &mut [f32],
-) {
-    let [sy, sx] = g.stride;
-    for ox in 0..ow {
-        let mut acc = [[0f32; LANES]; NC];
-        let base = (oy * sy * wp + ox * sx) * nw;
-        for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                let tap = (ky * g.kw + kx) * g.ci;
-                let mq = &mp[base + (ky * wp + kx) * nw..base + (ky * wp + kx + 1) * nw];
-                for (word, &bits) in mq.iter().enumerate() {
-                    let mut bits = bits;
-                    while bits != 0 {
-                        let i = word * 64 + bits.trailing_zeros() as usize;
-                        bits &= bits - 1;
-                        let w0 = (tap + i) * g.cp + c0;
-                        let wv = &wt[w0..w0 + NC * LANES];
-                        for (k, a) in acc.iter_mut().enumerate() {
-                            for l in 0..LANES {
-                                a[l] += wv[k * LANES + l];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        let dst = &mut out[ox * g.cp + c0..ox * g.cp + c0 + NC * LANES];
-        for (k, a) in acc.iter().enumerate() {
-            dst[k * LANES..(k + 1) * LANES].copy_from_slice(a);
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn pass_avx2<const NC: usize>(
-    g: &Geometry,
-    wt: &[f32],
-    mp: &[u64],
-    wn: (usize, usize),
-    oy: usize,
-    ow: usize,
-    c0: usize,
-    out: &mut [f32],
-) {
-    pass_portable::<NC>(g, wt, mp, wn, oy, ow, c0, out)
-}
-
-/// The AVX-512 pass: blocks of output pixels swept tap by tap (so one tap's weight slice
-/// stays in L1); per pixel and tap, `NC` zmm accumulators loaded from `out` (`[ow][cp]`, zero
-/// at the start), one `vaddps` with a memory operand per active channel and accumulator, and
-/// stored back.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn pass_avx512<const NC: usize>(
-    g: &Geometry,
-    wt: &[f32],
-    mp: &[u64],
-    (wp, nw): (usize, usize),
-    oy: usize,
-    ow: usize,
-    c0: usize,
-    out: &mut [f32],
-) {
-    use std::arch::x86_64::*;
-    let [sy, sx] = g.stride;
-    let cp = g.cp;
-    assert!(out.len() >= ow * cp && c0 + NC * LANES <= cp);
-    assert!(wt.len() >= g.kh * g.kw * g.ci * cp);
-    assert!(mp.len() >= ((oy * sy + g.kh - 1) * wp + (ow - 1) * sx + g.kw) * nw);
-    let block = (BLOCK_BYTES / (NC * LANES * 4)).max(1);
-    let (wptr, mptr, optr) = (wt.as_ptr().add(c0), mp.as_ptr(), out.as_mut_ptr().add(c0));
-    let mut x0 = 0;
-    while x0 < ow {
-        let x1 = (x0 + block).min(ow);
-        for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                let wtap = wptr.add((ky * g.kw + kx) * g.ci * cp);
-                for ox in x0..x1 {
-                    // SAFETY (all pointer accesses): accumulators of pixel ox < ow, lanes
-                    // c0 .. c0 + 16 NC <= cp, inside `out`; this tap's mask words inside the
-                    // padded plane; weight rows `tap * ci + i` with i < ci inside `wt`
-                    // (asserted above).
-                    let o = optr.add(ox * cp);
-                    let mut acc = [_mm512_setzero_ps(); NC];
-                    for (k, a) in acc.iter_mut().enumerate() {
-                        *a = _mm512_loadu_ps(o.add(k * LANES));
-                    }
-                    let mq = mptr.add(((oy * sy + ky) * wp + ox * sx + kx) * nw);
-                    for word in 0..nw {
-                        let mut bits = *mq.add(word);
-                        let wword = wtap.add(word * 64 * cp);
+    #[inline(always)]
+    fn body<T: Acc>(
+        g: &Geometry,
+        wt: &[T],
+        mp: &[u64],
+        (wp, nw): (usize, usize),
+        oy: usize,
+        ow: usize,
+        out: &mut [T],
+    ) {
+        let [sy, sx] = g.stride;
+        let cp = g.cp;
+        for ox in 0..ow {
+            let acc = &mut out[ox * cp..(ox + 1) * cp];
+            let base = (oy * sy * wp + ox * sx) * nw;
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let tap = (ky * g.kw + kx) * g.ci;
+                    let mq = &mp[base + (ky * wp + kx) * nw..base + (ky * wp + kx + 1) * nw];
+                    for (word, &bits) in mq.iter().enumerate() {
+                        let mut bits = bits;
                         while bits != 0 {
-                            let wv = wword.add(bits.trailing_zeros() as usize * cp);
+                            let i = word * 64 + bits.trailing_zeros() as usize;
                             bits &= bits - 1;
-                            for (k, a) in acc.iter_mut().enumerate() {
-                                *a = _mm512_add_ps(*a, _mm512_loadu_ps(wv.add(k * LANES)));
+                            let wv = &wt[(tap + i) * cp..(tap + i + 1) * cp];
+                            for (a, &w) in acc.iter_mut().zip(wv) {
+                                *a += w;
                             }
                         }
-                    }
-                    for (k, a) in acc.iter().enumerate() {
-                        _mm512_storeu_ps(o.add(k * LANES), *a);
                     }
                 }
             }
         }
-        x0 = x1;
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn avx2<T: Acc>(
+        g: &Geometry,
+        wt: &[T],
+        mp: &[u64],
+        wn: (usize, usize),
+        oy: usize,
+        ow: usize,
+        out: &mut [T],
+    ) {
+        body(g, wt, mp, wn, oy, ow, out)
+    }
+    match level {
+        // SAFETY: `Level::detect` only returns Avx2 when the CPU has it.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { avx2(g, wt, mp, wn, oy, ow, out) },
+        _ => body(g, wt, mp, wn, oy, ow, out),
     }
 }
+
+/// The AVX-512 pass for one accumulator type: blocks of output pixels swept tap by tap (so
+/// one tap's weight slice stays in L1); per pixel and tap, `NZ` zmm accumulators loaded from
+/// `out` (`[ow][cp]`, zero at the start), one vector add with a memory operand per active
+/// channel and register, stored back.
+macro_rules! pass512 {
+    ($name:ident, $t:ty, $v:ty, $load:ident, $add:ident, $store:ident, $zero:ident) => {
+        /// # Safety
+        /// The CPU must support AVX-512F, the geometry must be the one [`row`] checks, and
+        /// `c0 + NZ * PER_ZMM <= cp`.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f")]
+        pub(crate) unsafe fn $name<const NZ: usize>(
+            g: &Geometry,
+            wt: &[$t],
+            mp: &[u64],
+            (wp, nw): (usize, usize),
+            oy: usize,
+            ow: usize,
+            c0: usize,
+            out: &mut [$t],
+        ) {
+            use std::arch::x86_64::*;
+            const PER: usize = 64 / std::mem::size_of::<$t>();
+            let [sy, sx] = g.stride;
+            let cp = g.cp;
+            assert!(out.len() >= ow * cp && c0 + NZ * PER <= cp);
+            assert!(wt.len() >= g.kh * g.kw * g.ci * cp);
+            assert!(mp.len() >= ((oy * sy + g.kh - 1) * wp + (ow - 1) * sx + g.kw) * nw);
+            let block = (BLOCK_BYTES / (NZ * 64)).max(1);
+            let (wptr, mptr, optr) = (wt.as_ptr().add(c0), mp.as_ptr(), out.as_mut_ptr().add(c0));
+            let mut x0 = 0;
+            while x0 < ow {
+                let x1 = (x0 + block).min(ow);
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        let wtap = wptr.add((ky * g.kw + kx) * g.ci * cp);
+                        for ox in x0..x1 {
+                            // SAFETY (all pointer accesses): accumulators of pixel ox < ow,
+                            // lanes c0 .. c0 + NZ * PER <= cp, inside `out`; this tap's mask
+                            // words inside the padded plane; weight rows `tap * ci + i` with
+                            // i < ci inside `wt` (asserted above).
+                            let o = optr.add(ox * cp);
+                            let mut acc = [$zero(); NZ];
+                            for (k, a) in acc.iter_mut().enumerate() {
+                                *a = $load(o.add(k * PER) as *const _);
+                            }
+                            let mq = mptr.add(((oy * sy + ky) * wp + ox * sx + kx) * nw);
+                            for word in 0..nw {
+                                let mut bits = *mq.add(word);
+                                let wword = wtap.add(word * 64 * cp);
+                                while bits != 0 {
+                                    let wv = wword.add(bits.trailing_zeros() as usize * cp);
+                                    bits &= bits - 1;
+                                    for (k, a) in acc.iter_mut().enumerate() {
+                                        *a = $add(*a, $load(wv.add(k * PER) as *const _));
+                                    }
+                                }
+                            }
+                            for (k, a) in acc.iter().enumerate() {
+                                $store(o.add(k * PER) as *mut _, *a);
+                            }
+                        }
+                    }
+                }
+                x0 = x1;
+            }
+        }
+    };
+}
+
+pass512!(
+    pass512_f32,
+    f32,
+    __m512,
+    _mm512_loadu_ps,
+    _mm512_add_ps,
+    _mm512_storeu_ps,
+    _mm512_setzero_ps
+);
+pass512!(
+    pass512_i64,
+    i64,
+    __m512i,
+    _mm512_loadu_si512,
+    _mm512_add_epi64,
+    _mm512_storeu_si512,
+    _mm512_setzero_si512
+);

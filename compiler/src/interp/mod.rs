@@ -20,7 +20,7 @@
 mod kernels;
 
 pub use kernels::{
-    bilinear_up2, combine_lanes, concat, lif_forward, reduce, up2_source, MEAN_LANES,
+    bilinear_up2, combine_lanes, concat, conv2d, lif_forward, reduce, up2_source, MEAN_LANES,
 };
 
 use std::collections::BTreeMap;
