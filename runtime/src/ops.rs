@@ -236,6 +236,19 @@ pub use spikerc_compiler::interp::concat;
 /// is zero (where `-0.0` and `+0.0` tie and the first would win), which is rescanned in order.
 /// A kept last axis is reduced elementwise across rows (one lane array per lane of the rows).
 pub fn reduce(x: &Array, op: ReduceOp, axes: &[usize], out_shape: &[usize]) -> Array {
+    let (mean, max) = reduce_both(x, op == ReduceOp::Mean, op == ReduceOp::Max, axes, out_shape);
+    mean.or(max).expect("one reduction requested")
+}
+
+/// The mean and/or the max over the same axes in one pass over `x` (the attention takes both
+/// of the same tensor); each is exactly what [`reduce`] gives alone.
+pub fn reduce_both(
+    x: &Array,
+    want_mean: bool,
+    want_max: bool,
+    axes: &[usize],
+    out_shape: &[usize],
+) -> (Option<Array>, Option<Array>) {
     // Merge neighbouring axes that are both reduced or both kept: a row-major view with
     // fewer, longer axes and the same order of elements per output.
     // Axes of length 1 do not affect the order and are dropped.
@@ -267,7 +280,7 @@ pub fn reduce(x: &Array, op: ReduceOp, axes: &[usize], out_shape: &[usize]) -> A
     let band = if last_reduced { last } else { 4096.min(last) };
     let bands = last.div_ceil(band);
     let tasks = split.map_or(1, |d| shape[d]) * bands;
-    let mean = op == ReduceOp::Mean;
+    let mean = want_mean;
     // Mean lanes: per output `[MEAN_LANES]` if the last axis is reduced, else lane-major
     // `[MEAN_LANES][n_out]` (a row adds one element to each of its outputs, all in one lane).
     // (A pooled f32 buffer of twice the length holds the f64 lanes: the lane-major array is
@@ -288,7 +301,7 @@ pub fn reduce(x: &Array, op: ReduceOp, axes: &[usize], out_shape: &[usize]) -> A
         &mut []
     };
     let mut seen = vec![0usize; n_out];
-    let mut max = vec![f32::NEG_INFINITY; if mean { 0 } else { n_out }];
+    let mut max = vec![f32::NEG_INFINITY; if want_max { n_out } else { 0 }];
     let (sp, mp, np) = (
         SyncF64(sum.as_mut_ptr()),
         SyncPtr(max.as_mut_ptr()),
@@ -311,37 +324,33 @@ pub fn reduce(x: &Array, op: ReduceOp, axes: &[usize], out_shape: &[usize]) -> A
             // SAFETY: tasks own disjoint outputs (distinct indices on the split axis, distinct
             // column bands), and every index below is of an output this task owns.
             unsafe {
-                match (op, last_reduced) {
-                    (ReduceOp::Mean, true) => {
-                        let lanes = &mut *(sp.0.add(oo * MEAN_LANES) as *mut [f64; MEAN_LANES]);
-                        let pos = &mut *np.0.add(oo);
-                        add_lanes(lanes, *pos, row);
-                        *pos += last;
+                if want_mean && last_reduced {
+                    let lanes = &mut *(sp.0.add(oo * MEAN_LANES) as *mut [f64; MEAN_LANES]);
+                    let pos = &mut *np.0.add(oo);
+                    add_lanes(lanes, *pos, row);
+                    *pos += last;
+                }
+                if want_mean && !last_reduced {
+                    // Every output of this row advances by one; the count is kept on the
+                    // band's first output.
+                    let pos = &mut *np.0.add(oo + c0);
+                    let lane = *pos % MEAN_LANES;
+                    let dst =
+                        std::slice::from_raw_parts_mut(sp.0.add(lane * n_out + oo + c0), c1 - c0);
+                    for (d, &v) in dst.iter_mut().zip(row) {
+                        *d += v as f64;
                     }
-                    (ReduceOp::Mean, false) => {
-                        // Every output of this row advances by one; the count is kept on the
-                        // band's first output.
-                        let pos = &mut *np.0.add(oo + c0);
-                        let lane = *pos % MEAN_LANES;
-                        let dst = std::slice::from_raw_parts_mut(
-                            sp.0.add(lane * n_out + oo + c0),
-                            c1 - c0,
-                        );
-                        for (d, &v) in dst.iter_mut().zip(row) {
-                            *d += v as f64;
-                        }
-                        *pos += 1;
-                    }
-                    (ReduceOp::Max, true) => {
-                        let m = &mut *mp.0.add(oo);
-                        *m = row_max(*m, row);
-                    }
-                    (ReduceOp::Max, false) => {
-                        let dst = std::slice::from_raw_parts_mut(mp.0.add(oo + c0), c1 - c0);
-                        for (d, &v) in dst.iter_mut().zip(row) {
-                            if v > *d {
-                                *d = v;
-                            }
+                    *pos += 1;
+                }
+                if want_max && last_reduced {
+                    let m = &mut *mp.0.add(oo);
+                    *m = row_max(*m, row);
+                }
+                if want_max && !last_reduced {
+                    let dst = std::slice::from_raw_parts_mut(mp.0.add(oo + c0), c1 - c0);
+                    for (d, &v) in dst.iter_mut().zip(row) {
+                        if v > *d {
+                            *d = v;
                         }
                     }
                 }
@@ -367,24 +376,26 @@ pub fn reduce(x: &Array, op: ReduceOp, axes: &[usize], out_shape: &[usize]) -> A
             }
         }
     });
-    let data = match (op, last_reduced) {
-        (ReduceOp::Mean, true) => sum
-            .chunks_exact(MEAN_LANES)
-            .map(|l| {
-                let l: &[f64; MEAN_LANES] = l.try_into().expect("MEAN_LANES lanes");
-                (combine_lanes(l) / count as f64) as f32
-            })
-            .collect(),
-        (ReduceOp::Mean, false) => (0..n_out)
-            .map(|o| {
-                let l: [f64; MEAN_LANES] = std::array::from_fn(|k| sum[k * n_out + o]);
-                (combine_lanes(&l) / count as f64) as f32
-            })
-            .collect(),
-        (ReduceOp::Max, _) => max,
-    };
+    let means = want_mean.then(|| {
+        let data = if last_reduced {
+            sum.chunks_exact(MEAN_LANES)
+                .map(|l| {
+                    let l: &[f64; MEAN_LANES] = l.try_into().expect("MEAN_LANES lanes");
+                    (combine_lanes(l) / count as f64) as f32
+                })
+                .collect()
+        } else {
+            (0..n_out)
+                .map(|o| {
+                    let l: [f64; MEAN_LANES] = std::array::from_fn(|k| sum[k * n_out + o]);
+                    (combine_lanes(&l) / count as f64) as f32
+                })
+                .collect()
+        };
+        Array::new(out_shape.to_vec(), data)
+    });
     crate::buffers::recycle(lane_buf);
-    Array::new(out_shape.to_vec(), data)
+    (means, want_max.then(|| Array::new(out_shape.to_vec(), max)))
 }
 
 /// Adds `row` (elements `pos ..` of an output's reduced sequence) into its mean lanes.

@@ -137,6 +137,15 @@ enum Kernel {
         op: ReduceOp,
         axes: Vec<usize>,
     },
+    /// This node's reduction and `partner`'s (the other of mean / max, same input and axes)
+    /// in one pass; `partner`'s own step then finds its value ready.
+    ReducePair {
+        op: ReduceOp,
+        axes: Vec<usize>,
+        partner: NodeId,
+    },
+    /// The value was computed by an earlier step ([`Kernel::ReducePair`]).
+    Computed,
     AxisLinear {
         axis: usize,
         weight: Vec<f32>,
@@ -230,6 +239,7 @@ impl Program {
                 }
             })
             .collect();
+        pair_reductions(&mut steps);
         for &id in &order {
             if let Some(pos) = last_use[id.index()] {
                 steps[pos].free.push(id);
@@ -414,6 +424,16 @@ impl Program {
                 Kernel::Relu => ops::map(args[0], |x| x.max(0.0)),
                 Kernel::Sigmoid => ops::map(args[0], |x| 1.0 / (1.0 + (-x).exp())),
                 Kernel::Reduce { op, axes } => ops::reduce(args[0], *op, axes, &out_shape),
+                Kernel::ReducePair { op, axes, partner } => {
+                    let mean_first = *op == ReduceOp::Mean;
+                    let (mean, max) = ops::reduce_both(args[0], true, true, axes, &out_shape);
+                    let (mine, theirs) = if mean_first { (mean, max) } else { (max, mean) };
+                    values[partner.index()] = theirs;
+                    mine.expect("both reductions computed")
+                }
+                Kernel::Computed => values[step.id.index()]
+                    .take()
+                    .expect("computed by its pair step"),
                 Kernel::AxisLinear { axis, weight } => {
                     let a = args[0].shape[*axis];
                     counts.mac = (out_shape.iter().product::<usize>() * a) as u64;
@@ -452,6 +472,29 @@ impl Program {
             }
         }
         res
+    }
+}
+
+/// Pairs a mean and a max over the same input and axes (the attention's avg/max pooling):
+/// the earlier step computes both in one pass, the later one becomes [`Kernel::Computed`].
+fn pair_reductions(steps: &mut [Step]) {
+    for i in 0..steps.len() {
+        let Kernel::Reduce { op, axes } = &steps[i].kernel else {
+            continue;
+        };
+        let (op, axes) = (*op, axes.clone());
+        let partner = (i + 1..steps.len()).find(|&j| {
+            matches!(&steps[j].kernel, Kernel::Reduce { op: o, axes: a } if *o != op && *a == axes)
+                && steps[j].inputs == steps[i].inputs
+        });
+        if let Some(j) = partner {
+            steps[i].kernel = Kernel::ReducePair {
+                op,
+                axes,
+                partner: steps[j].id,
+            };
+            steps[j].kernel = Kernel::Computed;
+        }
     }
 }
 
