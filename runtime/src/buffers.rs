@@ -3,12 +3,13 @@
 //! A run allocates a fresh tensor for every node, and most are freed a few nodes later. Left
 //! to the system allocator, every large `Vec` is a new `mmap` and every page of it is faulted
 //! in (and zeroed) by the kernel again: on the paper configuration that was ~1.3 M page
-//! faults and about a fifth of all CPU time per 256x256 image. [`scope`] installs a pool on
-//! the current thread for the duration of a run; [`zeroed`] takes the smallest pooled buffer
-//! that fits (and zero-fills it) and [`recycle`] gives a dead tensor's buffer back. Outside a
-//! scope both fall back to plain allocation, so kernels are usable anywhere. The pool is
-//! dropped with the scope: memory is held for one run (bounded by the run's own peak; a tiled
-//! run scopes each tile), never across runs.
+//! faults and about a fifth of all CPU time per 256x256 image. [`scope`] installs a [`Pool`]
+//! on the current thread for the duration of a run; [`zeroed`] takes the smallest pooled
+//! buffer that fits (and zero-fills it) and [`recycle`] gives a dead tensor's buffer back.
+//! Outside a scope both fall back to plain allocation, so kernels are usable anywhere. A
+//! [`crate::Program`] keeps its pool between runs (images of a directory, tiles of a large
+//! image, benchmark iterations), so memory held is bounded by one run's peak and is released
+//! with the program.
 //!
 //! Reuse changes where results are written, never what is written: every buffer handed out
 //! is fully zeroed, exactly as a fresh `vec![0.0; n]`.
@@ -22,27 +23,34 @@ thread_local! {
     static POOL: RefCell<Option<Vec<Vec<f32>>>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` with a buffer pool installed on this thread; the pool (and its memory) is dropped
-/// when `f` returns. Nested scopes reuse the outer pool.
-pub fn scope<R>(f: impl FnOnce() -> R) -> R {
+/// Free buffers kept between scopes (shared by clones of a program; concurrent runs each take
+/// what is there and give everything back).
+#[derive(Clone, Debug, Default)]
+pub struct Pool(std::sync::Arc<std::sync::Mutex<Vec<Vec<f32>>>>);
+
+/// Runs `f` with `pool`'s buffers installed on this thread and gives them (plus every buffer
+/// recycled meanwhile) back to `pool` when `f` returns. Nested scopes use the outer pool.
+pub fn scope<R>(pool: &Pool, f: impl FnOnce() -> R) -> R {
     let installed = POOL.with(|p| {
         let mut p = p.borrow_mut();
         if p.is_none() {
-            *p = Some(Vec::new());
+            let taken = std::mem::take(&mut *pool.0.lock().unwrap_or_else(|e| e.into_inner()));
+            *p = Some(taken);
             true
         } else {
             false
         }
     });
-    struct Reset(bool);
-    impl Drop for Reset {
+    struct Reset<'a>(Option<&'a Pool>);
+    impl Drop for Reset<'_> {
         fn drop(&mut self) {
-            if self.0 {
-                POOL.with(|p| *p.borrow_mut() = None);
+            if let Some(pool) = self.0 {
+                let bufs = POOL.with(|p| p.borrow_mut().take()).unwrap_or_default();
+                pool.0.lock().unwrap_or_else(|e| e.into_inner()).extend(bufs);
             }
         }
     }
-    let _reset = Reset(installed);
+    let _reset = Reset(installed.then_some(pool));
     f()
 }
 
@@ -107,7 +115,8 @@ mod tests {
     #[test]
     fn reuses_within_a_scope_and_always_zeroes() {
         let n = MIN_POOLED * 2;
-        scope(|| {
+        let pool = Pool::default();
+        let ptr = scope(&pool, || {
             let mut a = zeroed(n);
             a.iter_mut().for_each(|x| *x = 7.0);
             let ptr = a.as_ptr();
@@ -117,10 +126,20 @@ mod tests {
             assert!(b.iter().all(|&x| x == 0.0) && b.len() == n - 5);
             // Too big for anything pooled: a fresh buffer.
             assert_eq!(zeroed(n * 4).len(), n * 4);
+            recycle(b);
+            ptr
         });
-        // The pool ends with its scope; outside one, recycling just drops.
+        // The buffers go back to the pool with the scope and are reused by the next one;
+        // outside a scope, recycling just drops.
         POOL.with(|p| assert!(p.borrow().is_none()));
+        assert_eq!(pool.0.lock().unwrap().len(), 1);
         recycle(vec![1.0; n]);
-        POOL.with(|p| assert!(p.borrow().is_none()));
+        assert_eq!(pool.0.lock().unwrap().len(), 1);
+        scope(&pool, || {
+            let c = overwritten(n);
+            assert_eq!(c.as_ptr(), ptr, "reused across scopes");
+            recycle(c);
+        });
+        assert_eq!(pool.0.lock().unwrap().len(), 1, "taken and given back");
     }
 }

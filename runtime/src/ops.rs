@@ -221,9 +221,25 @@ pub fn binary(a: &Array, b: &Array, op: BinaryOp, out_shape: &[usize]) -> Array 
     Array::new(out_shape.to_vec(), out)
 }
 
-/// Concatenation is pure data movement (contiguous copies); the interpreter's kernel is already
-/// as fast as it gets, so the runtime uses it.
-pub use spikerc_compiler::interp::concat;
+/// Concatenation along `axis`: the interpreter's copy order, into a pooled buffer, with the
+/// (outer index, input) blocks copied in parallel.
+pub fn concat(args: &[&Array], axis: usize, out_shape: &[usize]) -> Array {
+    let outer: usize = out_shape[..axis].iter().product();
+    let chunks: Vec<usize> = args
+        .iter()
+        .map(|a| a.shape[axis..].iter().product())
+        .collect();
+    let row: usize = chunks.iter().sum();
+    let mut out = crate::buffers::overwritten(outer * row);
+    out.par_chunks_mut(row).enumerate().for_each(|(o, dst)| {
+        let mut at = 0;
+        for (a, &c) in args.iter().zip(&chunks) {
+            dst[at..at + c].copy_from_slice(&a.data[o * c..(o + 1) * c]);
+            at += c;
+        }
+    });
+    Array::new(out_shape.to_vec(), out)
+}
 
 /// Mean (the interpreter's lanes: element `k` of an output's reduced sequence into f64 lane
 /// `k % MEAN_LANES`, lanes combined by [`combine_lanes`], one rounding) or max (first maximum

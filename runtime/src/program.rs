@@ -171,6 +171,8 @@ pub struct Program {
     graph: Verified,
     steps: Vec<Step>,
     level: Level,
+    /// Intermediate buffers kept between runs ([`crate::buffers`]).
+    pool: crate::buffers::Pool,
 }
 
 impl Program {
@@ -249,6 +251,7 @@ impl Program {
             graph: g.clone(),
             steps,
             level: Level::detect(),
+            pool: Default::default(),
         }
     }
 
@@ -337,7 +340,9 @@ impl Program {
         observe: &mut dyn FnMut(NodeId, &Array),
         calib: Option<&mut BTreeMap<String, BnStats>>,
     ) -> RunResult {
-        crate::buffers::scope(|| self.execute_steps(input, nhw, opts, observe, calib))
+        crate::buffers::scope(&self.pool, || {
+            self.execute_steps(input, nhw, opts, observe, calib)
+        })
     }
 
     fn execute_steps(
