@@ -456,7 +456,7 @@ impl SpikeConv {
         level: Level,
     ) -> (Vec<f32>, ConvCounts) {
         let g = &self.geo;
-        let masks = gather::pack(x, lead, g, hw, (oh, ow));
+        let masks = gather::pack(level, x, lead, g, hw, (oh, ow));
         let mut out = crate::buffers::overwritten(lead * g.co * oh * ow);
         let bias = self.bias.as_deref();
         par_output_rows(&mut out, lead, g, (oh, ow), |b, oy, ob| {

@@ -68,6 +68,7 @@ pub(crate) struct Masks {
 /// Packs `x` (`[lead, ci, h, w]` of 0/1) into [`Masks`], counting spikes and reached taps in
 /// the same pass (parallel over padded rows; the counts are integer sums, order-free).
 pub(crate) fn pack(
+    level: Level,
     x: &[f32],
     lead: usize,
     g: &Geometry,
@@ -94,13 +95,8 @@ pub(crate) fn pack(
             }
             let y = yp - py;
             let dst = &mut row[px * nw..(px + w) * nw];
-            for i in 0..g.ci {
-                let src = &x[((b * g.ci + i) * h + y) * w..((b * g.ci + i) * h + y + 1) * w];
-                let (word, bit) = (i / 64, i % 64);
-                for (d, &v) in dst.chunks_exact_mut(nw).zip(src) {
-                    d[word] |= ((v != 0.0) as u64) << bit;
-                }
-            }
+            let planes = &x[b * g.ci * h * w..(b + 1) * g.ci * h * w];
+            pack_row(level, planes, g.ci, (h, w), y, nw, dst);
             let (mut s, mut t) = (0u64, 0u64);
             for (d, &r) in dst.chunks_exact(nw).zip(&rx) {
                 let c: u64 = d.iter().map(|m| m.count_ones() as u64).sum();
@@ -117,6 +113,53 @@ pub(crate) fn pack(
         wp,
         spikes,
         taps,
+    }
+}
+
+/// ORs the channel bits of input row `y` (`planes` = `[ci, h, w]`) into `dst` (`[w][nw]`),
+/// compiled for the widest instruction set (the loop vectorises).
+fn pack_row(
+    level: Level,
+    planes: &[f32],
+    ci: usize,
+    (h, w): (usize, usize),
+    y: usize,
+    nw: usize,
+    dst: &mut [u64],
+) {
+    #[inline(always)]
+    fn body(p: &[f32], ci: usize, (h, w): (usize, usize), y: usize, nw: usize, dst: &mut [u64]) {
+        for i in 0..ci {
+            let src = &p[(i * h + y) * w..(i * h + y + 1) * w];
+            let (word, bit) = (i / 64, i % 64);
+            if nw == 1 {
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d |= ((v != 0.0) as u64) << bit;
+                }
+            } else {
+                for (d, &v) in dst.chunks_exact_mut(nw).zip(src) {
+                    d[word] |= ((v != 0.0) as u64) << bit;
+                }
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn avx512(p: &[f32], ci: usize, hw: (usize, usize), y: usize, nw: usize, d: &mut [u64]) {
+        body(p, ci, hw, y, nw, d)
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn avx2(p: &[f32], ci: usize, hw: (usize, usize), y: usize, nw: usize, d: &mut [u64]) {
+        body(p, ci, hw, y, nw, d)
+    }
+    match level {
+        // SAFETY: `Level::detect` only returns these levels when the CPU has the feature.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { avx512(planes, ci, (h, w), y, nw, dst) },
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { avx2(planes, ci, (h, w), y, nw, dst) },
+        _ => body(planes, ci, (h, w), y, nw, dst),
     }
 }
 
@@ -289,11 +332,22 @@ macro_rules! pass512 {
                             for word in 0..nw {
                                 let mut bits = *mq.add(word);
                                 let wword = wtap.add(word * 64 * cp);
+                                // Two active channels per iteration (half the branches),
+                                // added in ascending order.
                                 while bits != 0 {
-                                    let wv = wword.add(bits.trailing_zeros() as usize * cp);
+                                    let w0 = wword.add(bits.trailing_zeros() as usize * cp);
+                                    bits &= bits - 1;
+                                    if bits == 0 {
+                                        for (k, a) in acc.iter_mut().enumerate() {
+                                            *a = $add(*a, $load(w0.add(k * PER) as *const _));
+                                        }
+                                        break;
+                                    }
+                                    let w1 = wword.add(bits.trailing_zeros() as usize * cp);
                                     bits &= bits - 1;
                                     for (k, a) in acc.iter_mut().enumerate() {
-                                        *a = $add(*a, $load(wv.add(k * PER) as *const _));
+                                        *a = $add(*a, $load(w0.add(k * PER) as *const _));
+                                        *a = $add(*a, $load(w1.add(k * PER) as *const _));
                                     }
                                 }
                             }
