@@ -1,7 +1,8 @@
 //! The event-driven runtime against the shared fixtures and the reference interpreter:
 //! golden output within 1e-4 and spike counts within 0.01 % (f32), bit-identical outputs and
-//! identical spikes versus the interpreter (f32 and f16), identical bits for 1 and 2 threads,
-//! and per-module AC/MAC counts equal to the reference implementation's `ops.json`.
+//! identical spikes versus the interpreter (f32 and f16), identical bits for 1 and 2 threads
+//! and for observed and unobserved runs (LIF spikes packed straight into bitmaps), and
+//! per-module AC/MAC counts equal to the reference implementation's `ops.json`.
 
 mod common;
 
@@ -63,6 +64,30 @@ fn f32_fixtures_match_golden_and_the_interpreter_bit_for_bit() {
             "{label}: 1 vs 2 threads"
         );
         assert_eq!(r1.ops, r2.ops, "{label}: op counts depend on threads");
+        // An observed run materialises every LIF's spikes; an unobserved one keeps them only
+        // as the consuming convolution's bitmaps. Same bits, same counts.
+        let mut seen = 0usize;
+        let ro = p
+            .run_observed(
+                &gold.input,
+                &RunOptions {
+                    threads: 2,
+                    profile: false,
+                },
+                |_, _| seen += 1,
+            )
+            .unwrap();
+        assert_eq!(seen, g.node_count(), "{label}: every node observed");
+        assert_eq!(
+            bits(&r1.outputs[0]),
+            bits(&ro.outputs[0]),
+            "{label}: observed run"
+        );
+        assert_eq!(
+            (&r1.spikes, &r1.ops),
+            (&ro.spikes, &ro.ops),
+            "{label}: observed run"
+        );
     }
 }
 

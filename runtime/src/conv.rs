@@ -452,28 +452,53 @@ impl SpikeConv {
         x: &[f32],
         lead: usize,
         hw: (usize, usize),
+        ohw: (usize, usize),
+        level: Level,
+    ) -> (Vec<f32>, ConvCounts) {
+        let (masks, spikes, taps) = gather::pack(level, x, lead, &self.geo, hw, ohw);
+        self.gather(&masks, (spikes, taps), lead, ohw, level)
+    }
+
+    /// [`SpikeConv::run`] on spikes already packed for this convolution's geometry (a LIF
+    /// that produced them directly, see [`crate::ops::lif_packed`]).
+    pub fn run_packed(
+        &self,
+        masks: &gather::Masks,
+        lead: usize,
+        hw: (usize, usize),
+        ohw: (usize, usize),
+        level: Level,
+    ) -> (Vec<f32>, ConvCounts) {
+        let counts = gather::count(masks, &self.geo, hw, ohw);
+        self.gather(masks, counts, lead, ohw, level)
+    }
+
+    fn gather(
+        &self,
+        masks: &gather::Masks,
+        (spikes, taps): (u64, u64),
+        lead: usize,
         (oh, ow): (usize, usize),
         level: Level,
     ) -> (Vec<f32>, ConvCounts) {
         let g = &self.geo;
-        let masks = gather::pack(level, x, lead, g, hw, (oh, ow));
         let mut out = crate::buffers::overwritten(lead * g.co * oh * ow);
         let bias = self.bias.as_deref();
         par_output_rows(&mut out, lead, g, (oh, ow), |b, oy, ob| {
             match &self.weights {
                 SpikeWeights::F32(wt) => {
-                    gather::row(level, g, wt, bias, &masks, b, oy, (oh, ow), ob)
+                    gather::row(level, g, wt, bias, masks, b, oy, (oh, ow), ob)
                 }
                 SpikeWeights::Fixed(wt) => {
-                    gather::row(level, g, wt, bias, &masks, b, oy, (oh, ow), ob)
+                    gather::row(level, g, wt, bias, masks, b, oy, (oh, ow), ob)
                 }
             }
         });
         (
             out,
             ConvCounts {
-                spikes_in: masks.spikes,
-                ac: masks.taps * g.co as u64,
+                spikes_in: spikes,
+                ac: taps * g.co as u64,
                 mac: 0,
             },
         )

@@ -52,21 +52,55 @@ pub(crate) fn layout<T: Acc>(g: &Geometry, w: &[T]) -> Lines<T> {
     out
 }
 
-/// A spike input packed as zero-padded per-pixel channel bitmaps.
-pub(crate) struct Masks {
+/// A spike input packed as zero-padded per-pixel channel bitmaps (made by [`pack`] from 0/1
+/// planes, or directly by a LIF whose only consumer is a spike convolution).
+#[derive(Debug)]
+pub struct Masks {
     /// `[lead][hp][wp][words]`.
-    pub data: Vec<u64>,
-    pub words: usize,
-    pub hp: usize,
-    pub wp: usize,
-    /// Spikes in the input.
-    pub spikes: u64,
-    /// Sum over spikes of the outputs (per output channel) each reaches: the AC count / `co`.
-    pub taps: u64,
+    pub(crate) data: Vec<u64>,
+    pub(crate) words: usize,
+    pub(crate) hp: usize,
+    pub(crate) wp: usize,
 }
 
-/// Packs `x` (`[lead, ci, h, w]` of 0/1) into [`Masks`], counting spikes and reached taps in
-/// the same pass (parallel over padded rows; the counts are integer sums, order-free).
+/// Spikes in `m` and the sum over spikes of the outputs (per output channel) each reaches,
+/// i.e. the AC count / `co`, for a convolution of geometry `g` from `(h, w)` to `(oh, ow)`.
+pub(crate) fn count(
+    m: &Masks,
+    g: &Geometry,
+    (h, w): (usize, usize),
+    (oh, ow): (usize, usize),
+) -> (u64, u64) {
+    let [py, px] = g.padding;
+    let nw = m.words;
+    let ry: Vec<u64> = (0..h)
+        .map(|i| reach(i, oh, g.kh, g.stride[0], py))
+        .collect();
+    let rx: Vec<u64> = (0..w)
+        .map(|i| reach(i, ow, g.kw, g.stride[1], px))
+        .collect();
+    m.data
+        .par_chunks(m.wp * nw)
+        .enumerate()
+        .map(|(r, row)| {
+            let yp = r % m.hp;
+            if yp < py || yp >= py + h {
+                return (0, 0);
+            }
+            let (mut s, mut t) = (0u64, 0u64);
+            for (d, &r) in row[px * nw..(px + w) * nw].chunks_exact(nw).zip(&rx) {
+                let c: u64 = d.iter().map(|m| m.count_ones() as u64).sum();
+                s += c;
+                t += c * r;
+            }
+            (s, t * ry[yp - py])
+        })
+        .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+}
+
+/// Packs `x` (`[lead, ci, h, w]` of 0/1) into [`Masks`], returning them with the spike and
+/// reached-tap counts of [`count`] computed in the same pass (parallel over padded rows; the
+/// counts are integer sums, order-free).
 pub(crate) fn pack(
     level: Level,
     x: &[f32],
@@ -74,7 +108,7 @@ pub(crate) fn pack(
     g: &Geometry,
     (h, w): (usize, usize),
     (oh, ow): (usize, usize),
-) -> Masks {
+) -> (Masks, u64, u64) {
     let [py, px] = g.padding;
     let (hp, wp) = (h + 2 * py, w + 2 * px);
     let nw = g.ci.div_ceil(64);
@@ -106,14 +140,13 @@ pub(crate) fn pack(
             (s, t * ry[y])
         })
         .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-    Masks {
+    let m = Masks {
         data,
         words: nw,
         hp,
         wp,
-        spikes,
-        taps,
-    }
+    };
+    (m, spikes, taps)
 }
 
 /// ORs the channel bits of input row `y` (`planes` = `[ci, h, w]`) into `dst` (`[w][nw]`),

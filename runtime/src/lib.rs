@@ -24,7 +24,7 @@
 
 pub mod buffers;
 pub mod conv;
-mod gather;
+pub mod gather;
 pub mod ops;
 mod program;
 pub mod simd;

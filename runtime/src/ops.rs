@@ -7,6 +7,10 @@
 
 use rayon::prelude::*;
 use spikerc_compiler::interp::{combine_lanes, Array, MEAN_LANES};
+
+use crate::conv::Geometry;
+use crate::gather::Masks;
+use crate::simd::Level;
 use spikerc_compiler::ir::{BinaryOp, Lif, ReduceOp, Reset};
 
 use crate::SyncPtr;
@@ -103,6 +107,199 @@ pub fn lif(x: &Array, l: &Lif) -> (Array, u64) {
         .sum::<u64>();
     (Array::new(x.shape.clone(), out), count)
 }
+
+/// Neurons per LIF-to-bitmap task (membrane potentials stay in L2 across all time steps).
+const LIF_PACKED_STATE: usize = 64 * 1024;
+
+/// [`lif`] for a LIF whose only consumer is the spike convolution of geometry `g`: the same
+/// neuron updates, but the spikes go straight into that convolution's zero-padded channel
+/// bitmaps ([`Masks`]) instead of a 0/1 f32 tensor that the convolution would pack again.
+/// `x` is `[T, .., C, H, W]`; parallel over (batch, band of rows), each task stepping its
+/// neurons through all T; compiled per instruction set.
+pub fn lif_packed(x: &Array, l: &Lif, g: &Geometry, level: Level) -> (Masks, u64) {
+    let r = x.shape.len();
+    let t = x.shape[0];
+    let (c, h, w) = (x.shape[r - 3], x.shape[r - 2], x.shape[r - 1]);
+    let n = x.len() / (t * c * h * w);
+    let [py, px] = g.padding;
+    let (hp, wp) = (h + 2 * py, w + 2 * px);
+    let nw = c.div_ceil(64);
+    assert_eq!(c, g.ci, "LIF channels = consumer's input channels");
+    let mut data = vec![0u64; t * n * hp * wp * nw];
+    let dptr = SyncU64(data.as_mut_ptr());
+    let band = (LIF_PACKED_STATE / (c * w)).clamp(1, h);
+    let bands = h.div_ceil(band);
+    let geo = PackedGeo {
+        t,
+        n,
+        c,
+        h,
+        w,
+        py,
+        px,
+        hp,
+        wp,
+        nw,
+        band,
+        bands,
+    };
+    let count = (0..n * bands)
+        .into_par_iter()
+        .map(|task| match level {
+            // SAFETY: `Level::detect` only returns these levels when the CPU has the feature;
+            // tasks are distinct, so they write disjoint mask rows (see `lif_task`).
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => unsafe { lif_task_avx512(x, l, &geo, &dptr, task) },
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => unsafe { lif_task_avx2(x, l, &geo, &dptr, task) },
+            // SAFETY: as above.
+            _ => unsafe { lif_task(x, l, &geo, &dptr, task) },
+        })
+        .sum::<u64>();
+    (
+        Masks {
+            data,
+            words: nw,
+            hp,
+            wp,
+        },
+        count,
+    )
+}
+
+/// Shapes of a [`lif_packed`] call.
+#[derive(Clone, Copy)]
+struct PackedGeo {
+    t: usize,
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    py: usize,
+    px: usize,
+    hp: usize,
+    wp: usize,
+    nw: usize,
+    band: usize,
+    bands: usize,
+}
+
+/// One (batch, row band) of [`lif_packed`]; returns its spikes.
+///
+/// # Safety
+/// `dptr` points at the zeroed `[T * N][hp][wp][nw]` masks; concurrent calls have distinct
+/// `task`.
+#[inline(always)]
+unsafe fn lif_task(x: &Array, l: &Lif, g: &PackedGeo, dptr: &SyncU64, task: usize) -> u64 {
+    let PackedGeo {
+        t,
+        n,
+        c,
+        h,
+        w,
+        py,
+        px,
+        hp,
+        wp,
+        nw,
+        band,
+        bands,
+    } = *g;
+    let vr = l.v_rest();
+    let (tau, th) = (l.tau, l.v_threshold);
+    let (ni, y0) = (task / bands, (task % bands) * band);
+    let y1 = (y0 + band).min(h);
+    let rows = y1 - y0;
+    let mut v = vec![vr; c * rows * w];
+    let mut fires = vec![0u8; w];
+    let mut fired = 0u64;
+    for step in 0..t {
+        let lead = step * n + ni;
+        let xin = &x.data[lead * c * h * w..(lead + 1) * c * h * w];
+        for y in y0..y1 {
+            // SAFETY: this task writes only mask rows (step * n + ni, y + py) for y in its
+            // band: disjoint across tasks, inside the masks.
+            let dst = std::slice::from_raw_parts_mut(
+                dptr.0.add(((lead * hp + y + py) * wp + px) * nw),
+                w * nw,
+            );
+            for ci in 0..c {
+                let xs = &xin[(ci * h + y) * w..(ci * h + y + 1) * w];
+                let vs = &mut v[(ci * rows + y - y0) * w..(ci * rows + y - y0 + 1) * w];
+                match (l.reset, l.decay_input) {
+                    (Reset::Hard { v_reset }, true) => lif_fires(vs, xs, &mut fires, |v, x| {
+                        let h = v + (x - (v - vr)) / tau;
+                        let f = h >= th;
+                        (if f { v_reset } else { h }, f)
+                    }),
+                    (Reset::Hard { v_reset }, false) => lif_fires(vs, xs, &mut fires, |v, x| {
+                        let h = v - (v - vr) / tau + x;
+                        let f = h >= th;
+                        (if f { v_reset } else { h }, f)
+                    }),
+                    (Reset::Soft, true) => lif_fires(vs, xs, &mut fires, |v, x| {
+                        let h = v + (x - (v - vr)) / tau;
+                        let f = h >= th;
+                        (if f { h - th } else { h }, f)
+                    }),
+                    (Reset::Soft, false) => lif_fires(vs, xs, &mut fires, |v, x| {
+                        let h = v - (v - vr) / tau + x;
+                        let f = h >= th;
+                        (if f { h - th } else { h }, f)
+                    }),
+                }
+                let (word, bit) = (ci / 64, ci % 64);
+                let mut k = 0u32;
+                if nw == 1 {
+                    for (d, &f) in dst.iter_mut().zip(&fires) {
+                        *d |= (f as u64) << bit;
+                        k += f as u32;
+                    }
+                } else {
+                    for (d, &f) in dst.chunks_exact_mut(nw).zip(&fires) {
+                        d[word] |= (f as u64) << bit;
+                        k += f as u32;
+                    }
+                }
+                fired += k as u64;
+            }
+        }
+    }
+    fired
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn lif_task_avx512(x: &Array, l: &Lif, g: &PackedGeo, dptr: &SyncU64, task: usize) -> u64 {
+    lif_task(x, l, g, dptr, task)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn lif_task_avx2(x: &Array, l: &Lif, g: &PackedGeo, dptr: &SyncU64, task: usize) -> u64 {
+    lif_task(x, l, g, dptr, task)
+}
+
+/// One LIF step over a row of neurons: updates `vs` and writes 1/0 per neuron into `fires`
+/// (a separate, vectorisable loop; the bits are ORed in afterwards).
+#[inline(always)]
+fn lif_fires(
+    vs: &mut [f32],
+    xs: &[f32],
+    fires: &mut [u8],
+    update: impl Fn(f32, f32) -> (f32, bool),
+) {
+    for ((v, &x), f) in vs.iter_mut().zip(xs).zip(fires.iter_mut()) {
+        let (nv, fire) = update(*v, x);
+        *v = nv;
+        *f = fire as u8;
+    }
+}
+
+/// Shared pointer for [`lif_packed`] tasks (disjoint mask rows).
+struct SyncU64(*mut u64);
+// SAFETY: tasks write disjoint rows (see `lif_packed`).
+unsafe impl Sync for SyncU64 {}
 
 /// Per-channel `y = x * alpha + beta` over an image-like `[.., C, H, W]` value.
 pub fn channel_affine(x: &Array, alpha: &[f32], beta: &[f32]) -> Array {
@@ -252,7 +449,13 @@ pub fn concat(args: &[&Array], axis: usize, out_shape: &[usize]) -> Array {
 /// is zero (where `-0.0` and `+0.0` tie and the first would win), which is rescanned in order.
 /// A kept last axis is reduced elementwise across rows (one lane array per lane of the rows).
 pub fn reduce(x: &Array, op: ReduceOp, axes: &[usize], out_shape: &[usize]) -> Array {
-    let (mean, max) = reduce_both(x, op == ReduceOp::Mean, op == ReduceOp::Max, axes, out_shape);
+    let (mean, max) = reduce_both(
+        x,
+        op == ReduceOp::Mean,
+        op == ReduceOp::Max,
+        axes,
+        out_shape,
+    );
     mean.or(max).expect("one reduction requested")
 }
 

@@ -125,6 +125,12 @@ enum Kernel {
         eps: f32,
     },
     Lif(Lif),
+    /// A LIF whose only consumer is a spike convolution of geometry `geo`: in unobserved runs
+    /// it writes that convolution's channel bitmaps directly ([`ops::lif_packed`]).
+    LifPacked {
+        lif: Lif,
+        geo: crate::conv::Geometry,
+    },
     Binary(BinaryOp),
     Affine {
         scale: f32,
@@ -242,6 +248,7 @@ impl Program {
             })
             .collect();
         pair_reductions(&mut steps);
+        pack_lif_outputs(g, &mut steps);
         for &id in &order {
             if let Some(pos) = last_use[id.index()] {
                 steps[pos].free.push(id);
@@ -282,20 +289,31 @@ impl Program {
 
     /// Runs on `input` (`[N, C, H, W]`, sides divisible by the graph's spatial divisor).
     pub fn run(&self, input: &Array, opts: &RunOptions) -> Result<RunResult, RuntimeError> {
-        self.run_observed(input, opts, |_, _| {})
+        self.run_with(input, opts, None)
     }
 
     /// Runs, calling `observe(node, value)` for every value computed, in execution order (the
-    /// same contract as `spikerc_compiler::interp::run_observed`; spikes are 0/1 arrays).
+    /// same contract as `spikerc_compiler::interp::run_observed`; spikes are 0/1 arrays, so
+    /// an observed run materialises every LIF's spikes, which an unobserved one may keep only
+    /// as its consumer's bitmaps; the results are the same bits).
     pub fn run_observed(
         &self,
         input: &Array,
         opts: &RunOptions,
         mut observe: impl FnMut(NodeId, &Array) + Send,
     ) -> Result<RunResult, RuntimeError> {
+        self.run_with(input, opts, Some(&mut observe))
+    }
+
+    fn run_with(
+        &self,
+        input: &Array,
+        opts: &RunOptions,
+        observe: Option<&mut (dyn FnMut(NodeId, &Array) + Send)>,
+    ) -> Result<RunResult, RuntimeError> {
         let (n, h, w) = check_input(&self.graph, input)?;
         if opts.threads == 0 {
-            return Ok(self.execute(input, (n, h, w), opts, &mut observe, None));
+            return Ok(self.execute(input, (n, h, w), opts, observe, None));
         }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(opts.threads)
@@ -304,7 +322,7 @@ impl Program {
                 threads: opts.threads,
                 message: e.to_string(),
             })?;
-        Ok(pool.install(|| self.execute(input, (n, h, w), opts, &mut observe, None)))
+        Ok(pool.install(move || self.execute(input, (n, h, w), opts, observe, None)))
     }
 
     /// Runs `input` once, setting every BatchNorm's statistics from its own input right before
@@ -326,8 +344,7 @@ impl Program {
                 threads: opts.threads,
                 message: e.to_string(),
             })?;
-        let res =
-            pool.install(|| self.execute(input, (n, h, w), opts, &mut |_, _| {}, Some(&mut stats)));
+        let res = pool.install(|| self.execute(input, (n, h, w), opts, None, Some(&mut stats)));
         Ok((res, stats))
     }
 
@@ -337,7 +354,7 @@ impl Program {
         input: &Array,
         nhw: (usize, usize, usize),
         opts: &RunOptions,
-        observe: &mut dyn FnMut(NodeId, &Array),
+        observe: Option<&mut (dyn FnMut(NodeId, &Array) + Send)>,
         calib: Option<&mut BTreeMap<String, BnStats>>,
     ) -> RunResult {
         crate::buffers::scope(&self.pool, || {
@@ -350,11 +367,15 @@ impl Program {
         input: &Array,
         (n, h, w): (usize, usize, usize),
         opts: &RunOptions,
-        observe: &mut dyn FnMut(NodeId, &Array),
+        mut observe: Option<&mut (dyn FnMut(NodeId, &Array) + Send)>,
         mut calib: Option<&mut BTreeMap<String, BnStats>>,
     ) -> RunResult {
         let g = &self.graph;
         let mut values: Vec<Option<Array>> = vec![None; g.id_bound()];
+        // LIF outputs kept only as their consumer's bitmaps (unobserved runs).
+        let pack_spikes = observe.is_none() && calib.is_none();
+        let mut packed: Vec<Option<crate::gather::Masks>> =
+            (0..g.id_bound()).map(|_| None).collect();
         let mut res = RunResult::default();
         for step in &self.steps {
             let start = opts.profile.then(Instant::now);
@@ -367,100 +388,135 @@ impl Program {
             let args: Vec<&Array> = step
                 .inputs
                 .iter()
-                .map(|i| values[i.index()].as_ref().expect("value computed"))
+                .filter_map(|i| values[i.index()].as_ref())
                 .collect();
+            debug_assert!(
+                args.len() == step.inputs.len()
+                    || step.inputs.iter().any(|i| packed[i.index()].is_some()),
+                "{}: an input was not computed",
+                step.module
+            );
             let mut counts = OpCounts::default();
             let out = match &step.kernel {
-                Kernel::Input => input.clone(),
-                Kernel::Output => args[0].clone(),
-                Kernel::RepeatTime(t) => {
-                    let mut d = crate::buffers::overwritten(args[0].len() * t);
-                    for c in d.chunks_exact_mut(args[0].len()) {
-                        c.copy_from_slice(&args[0].data);
-                    }
-                    Array::new(out_shape.clone(), d)
-                }
-                Kernel::SpikeConv(c) => {
-                    let (lead, hw, ohw) = conv_dims(&args[0].shape, &out_shape);
-                    let (d, cc) = c.run(&args[0].data, lead, hw, ohw, self.level);
-                    counts.spikes_in = cc.spikes_in;
-                    counts.ac = cc.ac;
-                    Array::new(out_shape.clone(), d)
-                }
-                Kernel::DenseConv(c) => {
-                    let (lead, hw, ohw) = conv_dims(&args[0].shape, &out_shape);
-                    let (d, cc) = c.run(&args[0].data, lead, hw, ohw, self.level);
-                    counts.mac = cc.mac;
-                    Array::new(out_shape.clone(), d)
-                }
-                Kernel::BatchNorm {
-                    alpha,
-                    beta,
-                    gamma,
-                    bias,
-                    eps,
-                } => match calib.as_deref_mut() {
-                    None => ops::channel_affine(args[0], alpha, beta),
-                    Some(stats) => {
-                        let (mean, var) = ops::channel_stats(args[0]);
-                        let (a, b) = bn_affine(gamma, bias, &mean, &var, *eps);
-                        stats.insert(step.module.clone(), BnStats { mean, var });
-                        ops::channel_affine(args[0], &a, &b)
-                    }
-                },
-                Kernel::Lif(l) => {
-                    let (s, count) = ops::lif(args[0], l);
+                Kernel::LifPacked { lif, geo } if pack_spikes => {
+                    let (masks, count) = ops::lif_packed(args[0], lif, geo, self.level);
                     res.spikes.insert(step.module.clone(), count);
                     counts.spikes_out = count;
                     counts.neuron_updates = args[0].len() as u64;
-                    s
+                    packed[step.id.index()] = Some(masks);
+                    None
                 }
-                Kernel::Binary(op) => {
-                    if *op == BinaryOp::Mul {
-                        counts.mac = out_shape.iter().product::<usize>() as u64;
+                Kernel::SpikeConv(c) if packed[step.inputs[0].index()].is_some() => {
+                    let masks = packed[step.inputs[0].index()].as_ref().expect("packed");
+                    let in_shape = g
+                        .node(step.inputs[0])
+                        .fact
+                        .shape
+                        .resolve(n, h, w)
+                        .expect("checked divisibility");
+                    let (lead, hw, ohw) = conv_dims(&in_shape, &out_shape);
+                    let (d, cc) = c.run_packed(masks, lead, hw, ohw, self.level);
+                    counts.spikes_in = cc.spikes_in;
+                    counts.ac = cc.ac;
+                    Some(Array::new(out_shape.clone(), d))
+                }
+                kernel => Some(match kernel {
+                    Kernel::Input => input.clone(),
+                    Kernel::Output => args[0].clone(),
+                    Kernel::RepeatTime(t) => {
+                        let mut d = crate::buffers::overwritten(args[0].len() * t);
+                        for c in d.chunks_exact_mut(args[0].len()) {
+                            c.copy_from_slice(&args[0].data);
+                        }
+                        Array::new(out_shape.clone(), d)
                     }
-                    ops::binary(args[0], args[1], *op, &out_shape)
-                }
-                Kernel::Affine { scale, shift } => {
-                    let (s, t) = (*scale, *shift);
-                    ops::map(args[0], move |x| s * x + t)
-                }
-                Kernel::Concat(axis) => ops::concat(&args, *axis, &out_shape),
-                Kernel::Relu => ops::map(args[0], |x| x.max(0.0)),
-                Kernel::Sigmoid => ops::map(args[0], |x| 1.0 / (1.0 + (-x).exp())),
-                Kernel::Reduce { op, axes } => ops::reduce(args[0], *op, axes, &out_shape),
-                Kernel::ReducePair { op, axes, partner } => {
-                    let mean_first = *op == ReduceOp::Mean;
-                    let (mean, max) = ops::reduce_both(args[0], true, true, axes, &out_shape);
-                    let (mine, theirs) = if mean_first { (mean, max) } else { (max, mean) };
-                    values[partner.index()] = theirs;
-                    mine.expect("both reductions computed")
-                }
-                Kernel::Computed => values[step.id.index()]
-                    .take()
-                    .expect("computed by its pair step"),
-                Kernel::AxisLinear { axis, weight } => {
-                    let a = args[0].shape[*axis];
-                    counts.mac = (out_shape.iter().product::<usize>() * a) as u64;
-                    ops::axis_linear(args[0], *axis, weight, &out_shape)
-                }
-                Kernel::Upsample2x => {
-                    counts.mac = 4 * out_shape.iter().product::<usize>() as u64;
-                    ops::upsample2x(args[0])
-                }
-                Kernel::MeanTime => ops::mean_time(args[0], &out_shape),
+                    Kernel::SpikeConv(c) => {
+                        let (lead, hw, ohw) = conv_dims(&args[0].shape, &out_shape);
+                        let (d, cc) = c.run(&args[0].data, lead, hw, ohw, self.level);
+                        counts.spikes_in = cc.spikes_in;
+                        counts.ac = cc.ac;
+                        Array::new(out_shape.clone(), d)
+                    }
+                    Kernel::DenseConv(c) => {
+                        let (lead, hw, ohw) = conv_dims(&args[0].shape, &out_shape);
+                        let (d, cc) = c.run(&args[0].data, lead, hw, ohw, self.level);
+                        counts.mac = cc.mac;
+                        Array::new(out_shape.clone(), d)
+                    }
+                    Kernel::BatchNorm {
+                        alpha,
+                        beta,
+                        gamma,
+                        bias,
+                        eps,
+                    } => match calib.as_deref_mut() {
+                        None => ops::channel_affine(args[0], alpha, beta),
+                        Some(stats) => {
+                            let (mean, var) = ops::channel_stats(args[0]);
+                            let (a, b) = bn_affine(gamma, bias, &mean, &var, *eps);
+                            stats.insert(step.module.clone(), BnStats { mean, var });
+                            ops::channel_affine(args[0], &a, &b)
+                        }
+                    },
+                    Kernel::LifPacked { lif: l, .. } | Kernel::Lif(l) => {
+                        let (s, count) = ops::lif(args[0], l);
+                        res.spikes.insert(step.module.clone(), count);
+                        counts.spikes_out = count;
+                        counts.neuron_updates = args[0].len() as u64;
+                        s
+                    }
+                    Kernel::Binary(op) => {
+                        if *op == BinaryOp::Mul {
+                            counts.mac = out_shape.iter().product::<usize>() as u64;
+                        }
+                        ops::binary(args[0], args[1], *op, &out_shape)
+                    }
+                    Kernel::Affine { scale, shift } => {
+                        let (s, t) = (*scale, *shift);
+                        ops::map(args[0], move |x| s * x + t)
+                    }
+                    Kernel::Concat(axis) => ops::concat(&args, *axis, &out_shape),
+                    Kernel::Relu => ops::map(args[0], |x| x.max(0.0)),
+                    Kernel::Sigmoid => ops::map(args[0], |x| 1.0 / (1.0 + (-x).exp())),
+                    Kernel::Reduce { op, axes } => ops::reduce(args[0], *op, axes, &out_shape),
+                    Kernel::ReducePair { op, axes, partner } => {
+                        let mean_first = *op == ReduceOp::Mean;
+                        let (mean, max) = ops::reduce_both(args[0], true, true, axes, &out_shape);
+                        let (mine, theirs) = if mean_first { (mean, max) } else { (max, mean) };
+                        values[partner.index()] = theirs;
+                        mine.expect("both reductions computed")
+                    }
+                    Kernel::Computed => values[step.id.index()]
+                        .take()
+                        .expect("computed by its pair step"),
+                    Kernel::AxisLinear { axis, weight } => {
+                        let a = args[0].shape[*axis];
+                        counts.mac = (out_shape.iter().product::<usize>() * a) as u64;
+                        ops::axis_linear(args[0], *axis, weight, &out_shape)
+                    }
+                    Kernel::Upsample2x => {
+                        counts.mac = 4 * out_shape.iter().product::<usize>() as u64;
+                        ops::upsample2x(args[0])
+                    }
+                    Kernel::MeanTime => ops::mean_time(args[0], &out_shape),
+                }),
             };
-            debug_assert_eq!(
-                out.shape, out_shape,
-                "{} produced a wrong shape",
-                step.module
-            );
-            observe(step.id, &out);
+            if let Some(out) = &out {
+                debug_assert_eq!(
+                    out.shape, out_shape,
+                    "{} produced a wrong shape",
+                    step.module
+                );
+                if let Some(observe) = observe.as_mut() {
+                    observe(step.id, out);
+                }
+            }
             res.ops.entry(step.module.clone()).or_default().add(&counts);
             for f in &step.free {
                 if let Some(dead) = values[f.index()].take() {
                     crate::buffers::recycle(dead.data);
                 }
+                packed[f.index()] = None;
             }
             if let Some(s) = start {
                 res.timeline.push(NodeTime {
@@ -470,13 +526,32 @@ impl Program {
                     time: s.elapsed(),
                 });
             }
-            if matches!(step.kernel, Kernel::Output) {
-                res.outputs.push(out);
-            } else {
-                values[step.id.index()] = Some(out);
+            match out {
+                Some(out) if matches!(step.kernel, Kernel::Output) => res.outputs.push(out),
+                Some(out) => values[step.id.index()] = Some(out),
+                None => {}
             }
         }
         res
+    }
+}
+
+/// Marks every LIF whose only user is a spike convolution as [`Kernel::LifPacked`].
+fn pack_lif_outputs(g: &Verified, steps: &mut [Step]) {
+    let pos: std::collections::HashMap<NodeId, usize> =
+        steps.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
+    for i in 0..steps.len() {
+        let Kernel::Lif(lif) = steps[i].kernel else {
+            continue;
+        };
+        let users = g.users(steps[i].id);
+        let [(user, _)] = users.as_slice() else {
+            continue;
+        };
+        if let Kernel::SpikeConv(c) = &steps[pos[user]].kernel {
+            let geo = c.geo.clone();
+            steps[i].kernel = Kernel::LifPacked { lif, geo };
+        }
     }
 }
 

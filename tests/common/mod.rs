@@ -99,13 +99,20 @@ pub fn assert_spikes(label: &str, got: &BTreeMap<String, u64>, want: &BTreeMap<S
 
 /// Runs the `spikerc` binary under test.
 pub fn spikerc_output(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_spikerc")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_spikerc"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 /// Runs `spikerc` and asserts success, showing its stderr otherwise.
 pub fn ok(args: &[&str]) -> Output {
     let o = spikerc_output(args);
-    assert!(o.status.success(), "spikerc {args:?} failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "spikerc {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     o
 }
 
