@@ -212,6 +212,9 @@ unsafe fn lif_task(x: &Array, l: &Lif, g: &PackedGeo, dptr: &SyncU64, task: usiz
     let rows = y1 - y0;
     let mut v = vec![vr; c * rows * w];
     let mut fires = vec![0u8; w];
+    // One row's bitmaps word-major (`[nw][w]`, contiguous per word so the ORs vectorise),
+    // interleaved into the masks' `[w][nw]` once the row's channels are done.
+    let mut words = vec![0u64; if nw > 1 { nw * w } else { 0 }];
     let mut fired = 0u64;
     for step in 0..t {
         let lead = step * n + ni;
@@ -249,19 +252,24 @@ unsafe fn lif_task(x: &Array, l: &Lif, g: &PackedGeo, dptr: &SyncU64, task: usiz
                     }),
                 }
                 let (word, bit) = (ci / 64, ci % 64);
-                let mut k = 0u32;
-                if nw == 1 {
-                    for (d, &f) in dst.iter_mut().zip(&fires) {
-                        *d |= (f as u64) << bit;
-                        k += f as u32;
-                    }
+                let row = if nw == 1 {
+                    &mut *dst
                 } else {
-                    for (d, &f) in dst.chunks_exact_mut(nw).zip(&fires) {
-                        d[word] |= (f as u64) << bit;
-                        k += f as u32;
-                    }
+                    &mut words[word * w..(word + 1) * w]
+                };
+                let mut k = 0u32;
+                for (d, &f) in row.iter_mut().zip(&fires) {
+                    *d |= (f as u64) << bit;
+                    k += f as u32;
                 }
                 fired += k as u64;
+            }
+            if nw > 1 {
+                for (x, d) in dst.chunks_exact_mut(nw).enumerate() {
+                    for (k, dk) in d.iter_mut().enumerate() {
+                        *dk = std::mem::take(&mut words[k * w + x]);
+                    }
+                }
             }
         }
     }
@@ -438,6 +446,52 @@ pub fn concat(args: &[&Array], axis: usize, out_shape: &[usize]) -> Array {
     Array::new(out_shape.to_vec(), out)
 }
 
+/// Calls `f(args)` compiled for `level`: the row helpers it is used with are
+/// `#[inline(always)]`, so each instantiation vectorises for its instruction set.
+macro_rules! isa {
+    ($level:expr, $f:ident($($a:expr),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        // (Callers may already be inside an `unsafe` block.)
+        #[allow(unused_unsafe)]
+        let r = match $level {
+            // SAFETY: `Level::detect` only returns these levels when the CPU has the feature.
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => unsafe { avx512(|| $f($($a),*)) },
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => unsafe { avx2(|| $f($($a),*)) },
+            _ => $f($($a),*),
+        };
+        r
+    }};
+}
+
+/// `dst += row` in f64.
+#[inline(always)]
+fn add_f64(dst: &mut [f64], row: &[f32]) {
+    for (d, &v) in dst.iter_mut().zip(row) {
+        *d += v as f64;
+    }
+}
+
+/// `dst = max(dst, row)` elementwise, the first maximum winning (`v > d`).
+#[inline(always)]
+fn max_into(dst: &mut [f32], row: &[f32]) {
+    for (d, &v) in dst.iter_mut().zip(row) {
+        if v > *d {
+            *d = v;
+        }
+    }
+}
+
 /// Mean (the interpreter's lanes: element `k` of an output's reduced sequence into f64 lane
 /// `k % MEAN_LANES`, lanes combined by [`combine_lanes`], one rounding) or max (first maximum
 /// wins) over `axes`. Neighbouring axes of the same kind are merged first (longer rows). Parallel
@@ -448,13 +502,14 @@ pub fn concat(args: &[&Array], axis: usize, out_shape: &[usize]) -> Array {
 /// on lane 0, and maximised in 16 lanes too; the lane maximum is the sequential one unless it
 /// is zero (where `-0.0` and `+0.0` tie and the first would win), which is rescanned in order.
 /// A kept last axis is reduced elementwise across rows (one lane array per lane of the rows).
-pub fn reduce(x: &Array, op: ReduceOp, axes: &[usize], out_shape: &[usize]) -> Array {
+pub fn reduce(x: &Array, op: ReduceOp, axes: &[usize], out_shape: &[usize], level: Level) -> Array {
     let (mean, max) = reduce_both(
         x,
         op == ReduceOp::Mean,
         op == ReduceOp::Max,
         axes,
         out_shape,
+        level,
     );
     mean.or(max).expect("one reduction requested")
 }
@@ -467,6 +522,7 @@ pub fn reduce_both(
     want_max: bool,
     axes: &[usize],
     out_shape: &[usize],
+    level: Level,
 ) -> (Option<Array>, Option<Array>) {
     // Merge neighbouring axes that are both reduced or both kept: a row-major view with
     // fewer, longer axes and the same order of elements per output.
@@ -496,7 +552,7 @@ pub fn reduce_both(
     // Tasks: one per index of the first kept axis (before the last) longer than 1, times
     // bands of columns when the last axis is kept. Every task owns distinct outputs.
     let split = (0..r - 1).find(|&d| !dims[d].1 && shape[d] > 1);
-    let band = if last_reduced { last } else { 4096.min(last) };
+    let band = if last_reduced { last } else { 1024.min(last) };
     let bands = last.div_ceil(band);
     let tasks = split.map_or(1, |d| shape[d]) * bands;
     let mean = want_mean;
@@ -546,7 +602,7 @@ pub fn reduce_both(
                 if want_mean && last_reduced {
                     let lanes = &mut *(sp.0.add(oo * MEAN_LANES) as *mut [f64; MEAN_LANES]);
                     let pos = &mut *np.0.add(oo);
-                    add_lanes(lanes, *pos, row);
+                    isa!(level, add_lanes(lanes, *pos, row));
                     *pos += last;
                 }
                 if want_mean && !last_reduced {
@@ -556,22 +612,16 @@ pub fn reduce_both(
                     let lane = *pos % MEAN_LANES;
                     let dst =
                         std::slice::from_raw_parts_mut(sp.0.add(lane * n_out + oo + c0), c1 - c0);
-                    for (d, &v) in dst.iter_mut().zip(row) {
-                        *d += v as f64;
-                    }
+                    isa!(level, add_f64(dst, row));
                     *pos += 1;
                 }
                 if want_max && last_reduced {
                     let m = &mut *mp.0.add(oo);
-                    *m = row_max(*m, row);
+                    *m = isa!(level, row_max(*m, row));
                 }
                 if want_max && !last_reduced {
                     let dst = std::slice::from_raw_parts_mut(mp.0.add(oo + c0), c1 - c0);
-                    for (d, &v) in dst.iter_mut().zip(row) {
-                        if v > *d {
-                            *d = v;
-                        }
-                    }
+                    isa!(level, max_into(dst, row));
                 }
             }
             // Next row: odometer over axes 0..r-1, the split axis held fixed.
@@ -618,7 +668,7 @@ pub fn reduce_both(
 }
 
 /// Adds `row` (elements `pos ..` of an output's reduced sequence) into its mean lanes.
-#[inline]
+#[inline(always)]
 fn add_lanes(lanes: &mut [f64; MEAN_LANES], pos: usize, row: &[f32]) {
     let mut head = 0;
     if pos % MEAN_LANES != 0 {
@@ -641,6 +691,7 @@ fn add_lanes(lanes: &mut [f64; MEAN_LANES], pos: usize, row: &[f32]) {
 /// `max(m, row)` with the sequential "first maximum wins" result: 16 lane maxima (vectorised),
 /// then their maximum; only a zero result can depend on order (`-0.0 == +0.0`), so that case
 /// is rescanned in order.
+#[inline(always)]
 fn row_max(m: f32, row: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 16];
     let mut chunks = row.chunks_exact(16);
@@ -779,7 +830,7 @@ mod tests {
                     .map(|(d, &s)| if axes.contains(&d) { 1 } else { s })
                     .collect();
                 for op in [ReduceOp::Mean, ReduceOp::Max] {
-                    let a = reduce(&x, op, &axes, &out);
+                    let a = reduce(&x, op, &axes, &out, Level::detect());
                     let b = interp_reduce(&x, op, &axes, &out);
                     let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                     assert_eq!(bits(&a.data), bits(&b.data), "{shape:?} {axes:?} {op:?}");
@@ -790,7 +841,7 @@ mod tests {
             vec![1, 40],
             (0..40).map(|i| if i == 3 { -0.0 } else { 0.0 }).collect(),
         );
-        let m = reduce(&zeros, ReduceOp::Max, &[1], &[1, 1]);
+        let m = reduce(&zeros, ReduceOp::Max, &[1], &[1, 1], Level::detect());
         assert_eq!(
             m.data[0].to_bits(),
             0.0f32.to_bits(),
@@ -798,7 +849,7 @@ mod tests {
         );
         let mut first_neg = zeros.clone();
         first_neg.data[0] = -0.0;
-        let m = reduce(&first_neg, ReduceOp::Max, &[1], &[1, 1]);
+        let m = reduce(&first_neg, ReduceOp::Max, &[1], &[1, 1], Level::detect());
         assert_eq!(
             m.data[0].to_bits(),
             (-0.0f32).to_bits(),

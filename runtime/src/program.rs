@@ -478,10 +478,13 @@ impl Program {
                     Kernel::Concat(axis) => ops::concat(&args, *axis, &out_shape),
                     Kernel::Relu => ops::map(args[0], |x| x.max(0.0)),
                     Kernel::Sigmoid => ops::map(args[0], |x| 1.0 / (1.0 + (-x).exp())),
-                    Kernel::Reduce { op, axes } => ops::reduce(args[0], *op, axes, &out_shape),
+                    Kernel::Reduce { op, axes } => {
+                        ops::reduce(args[0], *op, axes, &out_shape, self.level)
+                    }
                     Kernel::ReducePair { op, axes, partner } => {
                         let mean_first = *op == ReduceOp::Mean;
-                        let (mean, max) = ops::reduce_both(args[0], true, true, axes, &out_shape);
+                        let (mean, max) =
+                            ops::reduce_both(args[0], true, true, axes, &out_shape, self.level);
                         let (mine, theirs) = if mean_first { (mean, max) } else { (max, mean) };
                         values[partner.index()] = theirs;
                         mine.expect("both reductions computed")
