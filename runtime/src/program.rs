@@ -115,6 +115,10 @@ enum Kernel {
     RepeatTime(usize),
     SpikeConv(SpikeConv),
     DenseConv(DenseConv),
+    /// A dense convolution whose input is the same at all `t` time steps (a repeated image,
+    /// or such a convolution's output): computed on one step and replicated. Op counts stay
+    /// the network's (`t` steps).
+    DenseConvRepeated(DenseConv, usize),
     /// Eval BatchNorm as `y = fma(x, alpha, beta)` (PyTorch's CPU kernel), with the
     /// parameters kept for calibration.
     BatchNorm {
@@ -248,6 +252,7 @@ impl Program {
             })
             .collect();
         pair_reductions(&mut steps);
+        hoist_time_invariant(&mut steps);
         pack_lif_outputs(g, &mut steps);
         for &id in &order {
             if let Some(pos) = last_use[id.index()] {
@@ -443,6 +448,18 @@ impl Program {
                         counts.mac = cc.mac;
                         Array::new(out_shape.clone(), d)
                     }
+                    Kernel::DenseConvRepeated(c, t) => {
+                        let (lead, hw, ohw) = conv_dims(&args[0].shape, &out_shape);
+                        let one = &args[0].data[..args[0].len() / t];
+                        let (d, cc) = c.run(one, lead / t, hw, ohw, self.level);
+                        counts.mac = cc.mac * *t as u64;
+                        let mut out = crate::buffers::overwritten(d.len() * t);
+                        for chunk in out.chunks_exact_mut(d.len()) {
+                            chunk.copy_from_slice(&d);
+                        }
+                        crate::buffers::recycle(d);
+                        Array::new(out_shape.clone(), out)
+                    }
                     Kernel::BatchNorm {
                         alpha,
                         beta,
@@ -536,6 +553,25 @@ impl Program {
             }
         }
         res
+    }
+}
+
+/// Values that are equal at every time step — `RepeatTime` outputs, and dense convolutions of
+/// such values — let their dense convolutions run once ([`Kernel::DenseConvRepeated`]).
+fn hoist_time_invariant(steps: &mut [Step]) {
+    let mut steps_of: std::collections::HashMap<NodeId, usize> = Default::default();
+    for s in steps.iter_mut() {
+        let t = match &s.kernel {
+            Kernel::RepeatTime(t) => Some(*t),
+            Kernel::DenseConv(_) => s.inputs.first().and_then(|i| steps_of.get(i).copied()),
+            _ => None,
+        };
+        if let Some(t) = t {
+            if let Kernel::DenseConv(c) = &s.kernel {
+                s.kernel = Kernel::DenseConvRepeated(c.clone(), t);
+            }
+            steps_of.insert(s.id, t);
+        }
     }
 }
 
