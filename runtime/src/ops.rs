@@ -366,19 +366,47 @@ fn bstrides(shape: &[usize], out: &[usize]) -> Vec<usize> {
 }
 
 pub fn binary(a: &Array, b: &Array, op: BinaryOp, out_shape: &[usize]) -> Array {
-    let f = |x: f32, y: f32| match op {
-        BinaryOp::Add => x + y,
-        BinaryOp::Mul => x * y,
-    };
+    match op {
+        BinaryOp::Add => elementwise2(a, b, out_shape, |x, y| x + y, None),
+        BinaryOp::Mul => elementwise2(a, b, out_shape, |x, y| x * y, None),
+    }
+}
+
+/// `relu(p * q) + x` in one pass (`p`, `q` broadcast to `out_shape`, `x` of that shape): the
+/// attention's last gate, its ReLU and the block's residual add, each rounded exactly as the
+/// three separate ops round (`Mul`, then `Relu` = `max(0.0)`, then `Add`).
+pub fn mul_relu_add(p: &Array, q: &Array, x: &Array, out_shape: &[usize]) -> Array {
+    debug_assert_eq!(x.shape, out_shape);
+    elementwise2(p, q, out_shape, |u, v| (u * v).max(0.0), Some(&x.data))
+}
+
+/// `out = f(a, b)` with broadcasting, plus `addend` (same shape as `out`) if given.
+fn elementwise2(
+    a: &Array,
+    b: &Array,
+    out_shape: &[usize],
+    f: impl Fn(f32, f32) -> f32 + Sync,
+    addend: Option<&[f32]>,
+) -> Array {
     let n: usize = out_shape.iter().product();
     let mut out = crate::buffers::overwritten(n);
+    let add_row = |o: &mut [f32], start: usize| {
+        if let Some(ad) = addend {
+            let len = o.len();
+            for (o, &d) in o.iter_mut().zip(&ad[start..start + len]) {
+                *o += d;
+            }
+        }
+    };
     if a.shape == b.shape {
         out.par_chunks_mut(CHUNK)
             .zip(a.data.par_chunks(CHUNK).zip(b.data.par_chunks(CHUNK)))
-            .for_each(|(o, (x, y))| {
+            .enumerate()
+            .for_each(|(c, (o, (x, y)))| {
                 for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
                     *o = f(x, y);
                 }
+                add_row(o, c * CHUNK);
             });
         return Array::new(out_shape.to_vec(), out);
     }
@@ -422,6 +450,7 @@ pub fn binary(a: &Array, b: &Array, op: BinaryOp, out_shape: &[usize]) -> Array 
                 }
             }
         }
+        add_row(o, row * last);
     });
     Array::new(out_shape.to_vec(), out)
 }

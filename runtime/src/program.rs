@@ -171,6 +171,12 @@ struct Step {
     mnemonic: &'static str,
     inputs: Vec<NodeId>,
     kernel: Kernel,
+    /// In unobserved runs this step's work is done by a later step ([`fuse_gate_relu_add`]):
+    /// it produces no value.
+    folded: bool,
+    /// In unobserved runs this `Add` step computes `relu(p * q) + x` itself:
+    /// `([p, q], x)`.
+    gate_relu_add: Option<([NodeId; 2], NodeId)>,
     /// Values no longer needed once this step ran.
     free: Vec<NodeId>,
 }
@@ -189,12 +195,6 @@ impl Program {
     /// Lowers `g` (weights re-laid for the kernels, instruction set detected once).
     pub fn new(g: &Verified) -> Program {
         let order = g.topo_order().expect("verified graphs are acyclic");
-        let mut last_use: Vec<Option<usize>> = vec![None; g.id_bound()];
-        for (pos, &id) in order.iter().enumerate() {
-            for i in g.inputs(id) {
-                last_use[i.index()] = Some(pos);
-            }
-        }
         let mut steps: Vec<Step> = order
             .iter()
             .map(|&id| {
@@ -247,6 +247,8 @@ impl Program {
                     mnemonic: node.op.mnemonic(),
                     inputs: g.inputs(id),
                     kernel,
+                    folded: false,
+                    gate_relu_add: None,
                     free: vec![],
                 }
             })
@@ -254,6 +256,18 @@ impl Program {
         pair_reductions(&mut steps);
         hoist_time_invariant(&mut steps);
         pack_lif_outputs(g, &mut steps);
+        fuse_gate_relu_add(g, &mut steps);
+        // Free every value after its last use in either schedule (fused or not).
+        let mut last_use: Vec<Option<usize>> = vec![None; g.id_bound()];
+        for (pos, s) in steps.iter().enumerate() {
+            let fused = s
+                .gate_relu_add
+                .iter()
+                .flat_map(|(pq, x)| [pq[0], pq[1], *x]);
+            for i in s.inputs.iter().copied().chain(fused) {
+                last_use[i.index()] = Some(pos);
+            }
+        }
         for &id in &order {
             if let Some(pos) = last_use[id.index()] {
                 steps[pos].free.push(id);
@@ -397,12 +411,23 @@ impl Program {
                 .collect();
             debug_assert!(
                 args.len() == step.inputs.len()
-                    || step.inputs.iter().any(|i| packed[i.index()].is_some()),
+                    || step.inputs.iter().any(|i| packed[i.index()].is_some())
+                    || (pack_spikes && (step.folded || step.gate_relu_add.is_some())),
                 "{}: an input was not computed",
                 step.module
             );
             let mut counts = OpCounts::default();
             let out = match &step.kernel {
+                Kernel::Binary(BinaryOp::Mul) if pack_spikes && step.folded => {
+                    counts.mac = out_shape.iter().product::<usize>() as u64;
+                    None
+                }
+                _ if pack_spikes && step.folded => None,
+                Kernel::Binary(BinaryOp::Add) if pack_spikes && step.gate_relu_add.is_some() => {
+                    let ([p, q], x) = step.gate_relu_add.expect("checked");
+                    let v = |i: NodeId| values[i.index()].as_ref().expect("value computed");
+                    Some(ops::mul_relu_add(v(p), v(q), v(x), &out_shape))
+                }
                 Kernel::LifPacked { lif, geo } if pack_spikes => {
                     let (masks, count) = ops::lif_packed(args[0], lif, geo, self.level);
                     res.spikes.insert(step.module.clone(), count);
@@ -571,6 +596,40 @@ fn hoist_time_invariant(steps: &mut [Step]) {
                 s.kernel = Kernel::DenseConvRepeated(c.clone(), t);
             }
             steps_of.insert(s.id, t);
+        }
+    }
+}
+
+/// Fuses the attention's last gate, its ReLU and the block's residual add —
+/// `Add(Relu(Mul(p, q)), x)` with the `Mul` and the `Relu` used only once and `x` of the
+/// output's shape — into one pass at the `Add` step ([`ops::mul_relu_add`]).
+fn fuse_gate_relu_add(g: &Verified, steps: &mut [Step]) {
+    let pos: std::collections::HashMap<NodeId, usize> =
+        steps.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
+    let single_user = |id: NodeId| g.users(id).len() == 1;
+    for d in 0..steps.len() {
+        if !matches!(steps[d].kernel, Kernel::Binary(BinaryOp::Add)) || steps[d].inputs.len() != 2 {
+            continue;
+        }
+        for k in 0..2 {
+            let (r, x) = (steps[d].inputs[k], steps[d].inputs[1 - k]);
+            let rs = pos[&r];
+            if !matches!(steps[rs].kernel, Kernel::Relu) || !single_user(r) {
+                continue;
+            }
+            let m = steps[rs].inputs[0];
+            let ms = pos[&m];
+            if !matches!(steps[ms].kernel, Kernel::Binary(BinaryOp::Mul)) || !single_user(m) {
+                continue;
+            }
+            if g.node(x).fact.shape != g.node(steps[d].id).fact.shape {
+                continue;
+            }
+            let pq = [steps[ms].inputs[0], steps[ms].inputs[1]];
+            steps[ms].folded = true;
+            steps[rs].folded = true;
+            steps[d].gate_relu_add = Some((pq, x));
+            break;
         }
     }
 }
