@@ -6,9 +6,9 @@
 //! * **MAC path** ([`DenseConv`]): every output is accumulated in f32, in the canonical order
 //!   kernel row -> kernel column -> input channel, from 0, no fused multiply-add, bias last.
 //!   The kernel vectorises across output channels (weights stored `[ky][kx][ci][co]`, co padded
-//!   to 16 lanes) and register-blocks output pixels of a row; the input is zero-padded once,
-//!   which is exact because adding `w * 0` to an accumulator that started at `+0` never
-//!   changes it.
+//!   to 16 lanes) and register-blocks output pixels of a row; taps that fall in the zero
+//!   padding are skipped (exact: adding `w * 0` to an accumulator that started at `+0` never
+//!   changes it), so the input is read in place.
 //! * **AC path** ([`SpikeConv`]): the gather kernel ([`crate::gather`]) adds, for every output
 //!   pixel, the weight vectors of its active inputs in the canonical order. With f16 weights
 //!   the accumulator is i64 fixed point with 24 fraction bits: every f16 is an integer
@@ -229,6 +229,15 @@ impl Geometry {
     }
 }
 
+/// See [`DenseConv::window`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Window {
+    /// Kernel rows inside the input.
+    pub ky: (usize, usize),
+    /// Output columns all of whose kernel columns are inside the input.
+    pub ox: (usize, usize),
+}
+
 /// Op counts produced by one convolution call.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ConvCounts {
@@ -244,23 +253,6 @@ pub struct DenseConv {
     /// `[ky][kx][ci][cp]`, f32 (f16 weights widened exactly).
     pub(crate) wt: Lines<f32>,
     pub(crate) bias: Option<Vec<f32>>,
-}
-
-/// Zero-padded copy of every input plane (`[lead * ci, h, w]` -> `[lead * ci, h + 2py, w + 2px]`)
-/// in a pooled buffer.
-fn pad_planes(x: &[f32], g: &Geometry, (h, w): (usize, usize)) -> Vec<f32> {
-    let [py, px] = g.padding;
-    let (hp, wp) = (h + 2 * py, w + 2 * px);
-    let mut out = crate::buffers::zeroed(x.len() / (h * w) * hp * wp);
-    out.par_chunks_mut(hp * wp)
-        .zip(x.par_chunks(h * w))
-        .for_each(|(dst, src)| {
-            for y in 0..h {
-                dst[(y + py) * wp + px..(y + py) * wp + px + w]
-                    .copy_from_slice(&src[y * w..(y + 1) * w]);
-            }
-        });
-    out
 }
 
 /// Calls `row(b, oy, ob)` for every output row `oy` of every plane `b`, in parallel over
@@ -341,16 +333,11 @@ impl DenseConv {
         level: Level,
     ) -> (Vec<f32>, ConvCounts) {
         let g = &self.geo;
-        let [py, px] = g.padding;
-        let (hp, wp) = (h + 2 * py, w + 2 * px);
-        // Zero-padded copy of the input planes: exact (adding w*0 changes nothing).
-        let xp = pad_planes(x, g, (h, w));
         let mut out = crate::buffers::overwritten(lead * g.co * oh * ow);
         par_output_rows(&mut out, lead, g, (oh, ow), |b, oy, ob| {
-            let xb = &xp[b * g.ci * hp * wp..(b + 1) * g.ci * hp * wp];
-            simd::dense_row(level, self, xb, (hp, wp), oy, (oh, ow), ob);
+            let xb = &x[b * g.ci * h * w..(b + 1) * g.ci * h * w];
+            simd::dense_row(level, self, xb, (h, w), oy, (oh, ow), ob);
         });
-        crate::buffers::recycle(xp);
         let mac = (lead * g.co * oh * ow * g.ci * g.kh * g.kw) as u64;
         (
             out,
@@ -361,33 +348,92 @@ impl DenseConv {
         )
     }
 
+    /// The part of output row `oy` whose taps all lie inside the `h x w` input: the kernel
+    /// rows `ky0..ky1` that do (the others only meet zero padding, and adding `w * 0` to an
+    /// accumulator that started at `+0` changes nothing, so they are skipped), and the output
+    /// columns `ox_lo..ox_hi` all of whose kernel columns do. The columns outside take
+    /// [`DenseConv::edge_pixel`].
+    pub(crate) fn window(&self, (h, w): (usize, usize), oy: usize, ow: usize) -> Window {
+        let g = &self.geo;
+        let ([sy, sx], [py, px]) = (g.stride, g.padding);
+        let top = oy * sy;
+        let ky0 = py.saturating_sub(top).min(g.kh);
+        let ky1 = (h + py).saturating_sub(top).min(g.kh).max(ky0);
+        let ox_lo = px.div_ceil(sx).min(ow);
+        let ox_hi = if w + px >= g.kw {
+            ((w + px - g.kw) / sx + 1).min(ow).max(ox_lo)
+        } else {
+            ox_lo
+        };
+        Window {
+            ky: (ky0, ky1),
+            ox: (ox_lo, ox_hi),
+        }
+    }
+
+    /// Output pixel `(oy, ox)`, all channels, into `out` (`[ow][cp]`), checking every tap
+    /// against the input borders (for the few pixels outside [`DenseConv::window`]).
+    #[inline(always)]
+    pub(crate) fn edge_pixel(
+        &self,
+        xb: &[f32],
+        (h, w): (usize, usize),
+        oy: usize,
+        ox: usize,
+        out: &mut [f32],
+    ) {
+        let g = &self.geo;
+        let ([sy, sx], [py, px]) = (g.stride, g.padding);
+        let acc = &mut out[ox * g.cp..(ox + 1) * g.cp];
+        acc.fill(0.0);
+        for ky in 0..g.kh {
+            let Some(iy) = (oy * sy + ky).checked_sub(py).filter(|&iy| iy < h) else {
+                continue;
+            };
+            for kx in 0..g.kw {
+                let Some(ix) = (ox * sx + kx).checked_sub(px).filter(|&ix| ix < w) else {
+                    continue;
+                };
+                for i in 0..g.ci {
+                    let xv = xb[(i * h + iy) * w + ix];
+                    let wbase = ((ky * g.kw + kx) * g.ci + i) * g.cp;
+                    for (a, &wv) in acc.iter_mut().zip(&self.wt[wbase..wbase + g.cp]) {
+                        *a += wv * xv;
+                    }
+                }
+            }
+        }
+    }
+
     /// Computes output row `oy` of one plane for output channels `[c0, c0 + 16 * nc)` and
-    /// output columns `[ox0, ox0 + P)` into the channel-last row `acc` (`[ow][cp]`).
+    /// interior output columns `[ox0, ox0 + P)` (inside `win`) into the channel-last row
+    /// `out` (`[ow][cp]`).
     #[inline(always)]
     pub(crate) fn tile<const P: usize, const NC: usize>(
         &self,
         xb: &[f32],
-        (hp, wp): (usize, usize),
+        (h, w): (usize, usize),
+        win: &Window,
         oy: usize,
         ox0: usize,
         c0: usize,
         out: &mut [f32],
     ) {
         let g = &self.geo;
-        let [sy, sx] = g.stride;
+        let ([sy, sx], [py, px]) = (g.stride, g.padding);
         let mut acc = [[[0f32; LANES]; NC]; P];
-        for ky in 0..g.kh {
+        for ky in win.ky.0..win.ky.1 {
+            let iy = oy * sy + ky - py;
             for kx in 0..g.kw {
                 for i in 0..g.ci {
-                    let plane = &xb[i * hp * wp..(i + 1) * hp * wp];
-                    let row = &plane[(oy * sy + ky) * wp..(oy * sy + ky + 1) * wp];
+                    let row = &xb[(i * h + iy) * w..(i * h + iy + 1) * w];
                     let wbase = ((ky * g.kw + kx) * g.ci + i) * g.cp + c0;
                     let mut wv = [[0f32; LANES]; NC];
                     for (c, wc) in wv.iter_mut().enumerate() {
                         wc.copy_from_slice(&self.wt[wbase + c * LANES..wbase + (c + 1) * LANES]);
                     }
                     for (p, ap) in acc.iter_mut().enumerate() {
-                        let xv = row[(ox0 + p) * sx + kx];
+                        let xv = row[(ox0 + p) * sx + kx - px];
                         for c in 0..NC {
                             for l in 0..LANES {
                                 ap[c][l] += wv[c][l] * xv;

@@ -8,7 +8,7 @@
 //! No variant uses fused multiply-add (Rust never contracts `a * b + c`), so all give
 //! identical bits.
 
-use crate::conv::{via_row_buffer, DenseConv, LANES};
+use crate::conv::{via_row_buffer, DenseConv, Window, LANES};
 
 /// The instruction-set level used by the kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +54,8 @@ fn dense_row_body(
     ow: usize,
     acc: &mut [f32],
 ) {
+    let win = c.window(hw, oy, ow);
+    let (lo, hi) = win.ox;
     let nch = c.geo.cp / LANES;
     let mut ch = 0;
     while ch < nch {
@@ -61,13 +63,18 @@ fn dense_row_body(
         let c0 = ch * LANES;
         macro_rules! run {
             ($p:literal, $nc:literal) => {{
-                let mut ox = 0;
-                while ox + $p <= ow {
-                    c.tile::<$p, $nc>(xb, hw, oy, ox, c0, acc);
+                let mut ox = lo;
+                while ox + $p <= hi {
+                    c.tile::<$p, $nc>(xb, hw, &win, oy, ox, c0, acc);
                     ox += $p;
                 }
-                while ox < ow {
-                    c.tile::<1, $nc>(xb, hw, oy, ox, c0, acc);
+                if ox < hi && hi - lo >= $p {
+                    // The last full tile, overlapping the previous one (same values).
+                    c.tile::<$p, $nc>(xb, hw, &win, oy, hi - $p, c0, acc);
+                    ox = hi;
+                }
+                while ox < hi {
+                    c.tile::<1, $nc>(xb, hw, &win, oy, ox, c0, acc);
                     ox += 1;
                 }
                 ch += $nc;
@@ -80,6 +87,9 @@ fn dense_row_body(
             _ => run!(4, 4),
         }
     }
+    for ox in (0..lo).chain(hi..ow) {
+        c.edge_pixel(xb, hw, oy, ox, acc);
+    }
 }
 
 /// One `P x (16 * NC)` register tile of a dense convolution with explicit AVX-512: the same
@@ -91,7 +101,8 @@ fn dense_row_body(
 unsafe fn tile512<const P: usize, const NC: usize>(
     c: &DenseConv,
     xb: &[f32],
-    (hp, wp): (usize, usize),
+    (h, w): (usize, usize),
+    win: &Window,
     oy: usize,
     ox0: usize,
     c0: usize,
@@ -99,26 +110,27 @@ unsafe fn tile512<const P: usize, const NC: usize>(
 ) {
     use std::arch::x86_64::*;
     let g = &c.geo;
-    debug_assert!(out.len() >= (ox0 + P) * g.cp);
-    let [sy, sx] = g.stride;
-    debug_assert!((ox0 + P - 1) * sx + g.kw <= wp && (oy * sy + g.kh) <= hp);
-    debug_assert!(c0 + NC * LANES <= g.cp && xb.len() >= g.ci * hp * wp);
+    let ([sy, sx], [py, px]) = (g.stride, g.padding);
+    assert!(out.len() >= (ox0 + P) * g.cp && c0 + NC * LANES <= g.cp);
+    assert!(ox0 >= win.ox.0 && ox0 + P <= win.ox.1 && xb.len() >= g.ci * h * w);
     let mut acc = [[_mm512_setzero_ps(); NC]; P];
     let wptr = c.wt.as_ptr();
     let xptr = xb.as_ptr();
-    for ky in 0..g.kh {
+    for ky in win.ky.0..win.ky.1 {
+        let iy = oy * sy + ky - py;
         for kx in 0..g.kw {
             let wtap = wptr.add((ky * g.kw + kx) * g.ci * g.cp + c0);
             for i in 0..g.ci {
-                // SAFETY: in bounds by the geometry asserted above (padded input, padded weights).
-                let row = xptr.add(i * hp * wp + (oy * sy + ky) * wp + ox0 * sx);
+                // SAFETY: row iy < h (window rows) and columns (ox0 + p) * sx + kx - px in
+                // 0..w for every pixel of the tile (window columns, asserted); weights padded.
+                let row = xptr.add((i * h + iy) * w + ox0 * sx + kx - px);
                 let wb = wtap.add(i * g.cp);
                 let mut wv = [_mm512_setzero_ps(); NC];
                 for (k, w) in wv.iter_mut().enumerate() {
                     *w = _mm512_loadu_ps(wb.add(k * LANES));
                 }
                 for (p, ap) in acc.iter_mut().enumerate() {
-                    let xv = _mm512_set1_ps(*row.add(p * sx + kx));
+                    let xv = _mm512_set1_ps(*row.add(p * sx));
                     for k in 0..NC {
                         ap[k] = _mm512_add_ps(ap[k], _mm512_mul_ps(wv[k], xv));
                     }
@@ -145,19 +157,26 @@ unsafe fn dense_row_avx512(
     ow: usize,
     acc: &mut [f32],
 ) {
+    let win = c.window(hw, oy, ow);
+    let (lo, hi) = win.ox;
     let nch = c.geo.cp / LANES;
     let mut ch = 0;
     while ch < nch {
         let c0 = ch * LANES;
         macro_rules! run {
             ($p:literal, $nc:literal) => {{
-                let mut ox = 0;
-                while ox + $p <= ow {
-                    tile512::<$p, $nc>(c, xb, hw, oy, ox, c0, acc);
+                let mut ox = lo;
+                while ox + $p <= hi {
+                    tile512::<$p, $nc>(c, xb, hw, &win, oy, ox, c0, acc);
                     ox += $p;
                 }
-                while ox < ow {
-                    tile512::<1, $nc>(c, xb, hw, oy, ox, c0, acc);
+                if ox < hi && hi - lo >= $p {
+                    // The last full tile, overlapping the previous one (same values).
+                    tile512::<$p, $nc>(c, xb, hw, &win, oy, hi - $p, c0, acc);
+                    ox = hi;
+                }
+                while ox < hi {
+                    tile512::<1, $nc>(c, xb, hw, &win, oy, ox, c0, acc);
                     ox += 1;
                 }
                 ch += $nc;
@@ -169,6 +188,9 @@ unsafe fn dense_row_avx512(
             4 => run!(6, 2),
             _ => run!(8, 3),
         }
+    }
+    for ox in (0..lo).chain(hi..ow) {
+        c.edge_pixel(xb, hw, oy, ox, acc);
     }
 }
 
