@@ -199,7 +199,9 @@ fn pack_row(
 /// zmm accumulators per pixel in one pass over `ci` input channels (a tap's slice of the
 /// weights fits [`TAP_BYTES`]), balanced over the `nz` registers a row of `cp` lanes needs.
 fn pass_width(ci: usize, nz: usize) -> usize {
-    let fit = (TAP_BYTES / (ci * 64).max(1)).clamp(1, MAX_ZMM);
+    // At least 4 registers even when a tap's slice then spills to L2 (384-channel layers):
+    // below that the bit walk, repeated per pass, costs more than the misses (measured).
+    let fit = (TAP_BYTES / (ci * 64).max(1)).clamp(4, MAX_ZMM);
     nz.div_ceil(nz.div_ceil(fit))
 }
 
