@@ -700,7 +700,7 @@ pub fn reduce_both(
 #[inline(always)]
 fn add_lanes(lanes: &mut [f64; MEAN_LANES], pos: usize, row: &[f32]) {
     let mut head = 0;
-    if pos % MEAN_LANES != 0 {
+    if !pos.is_multiple_of(MEAN_LANES) {
         head = (MEAN_LANES - pos % MEAN_LANES).min(row.len());
         for (j, &v) in row[..head].iter().enumerate() {
             lanes[(pos + j) % MEAN_LANES] += v as f64;

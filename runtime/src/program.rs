@@ -181,6 +181,9 @@ struct Step {
     free: Vec<NodeId>,
 }
 
+/// A callback that sees every value a run computes.
+type Observer<'a> = dyn FnMut(NodeId, &Array) + Send + 'a;
+
 /// A graph lowered to a schedule of kernels; cheap to run many times.
 #[derive(Clone, Debug)]
 pub struct Program {
@@ -328,7 +331,7 @@ impl Program {
         &self,
         input: &Array,
         opts: &RunOptions,
-        observe: Option<&mut (dyn FnMut(NodeId, &Array) + Send)>,
+        observe: Option<&mut Observer<'_>>,
     ) -> Result<RunResult, RuntimeError> {
         let (n, h, w) = check_input(&self.graph, input)?;
         if opts.threads == 0 {
@@ -373,7 +376,7 @@ impl Program {
         input: &Array,
         nhw: (usize, usize, usize),
         opts: &RunOptions,
-        observe: Option<&mut (dyn FnMut(NodeId, &Array) + Send)>,
+        observe: Option<&mut Observer<'_>>,
         calib: Option<&mut BTreeMap<String, BnStats>>,
     ) -> RunResult {
         crate::buffers::scope(&self.pool, || {
@@ -386,7 +389,7 @@ impl Program {
         input: &Array,
         (n, h, w): (usize, usize, usize),
         opts: &RunOptions,
-        mut observe: Option<&mut (dyn FnMut(NodeId, &Array) + Send)>,
+        mut observe: Option<&mut Observer<'_>>,
         mut calib: Option<&mut BTreeMap<String, BnStats>>,
     ) -> RunResult {
         let g = &self.graph;
