@@ -73,7 +73,10 @@ pub fn overwritten(n: usize) -> Vec<f32> {
     v
 }
 
-/// The best-fitting pooled buffer resized to `n` (old contents kept), or a fresh zeroed one.
+/// The best-fitting pooled buffer resized to `n` (old contents kept). If none is large
+/// enough, the largest pooled buffer is grown to `n` (so the pool never holds memory that no
+/// request can use, and peak memory stays that of the live tensors plus what is pooled); with
+/// an empty pool, a fresh zeroed one.
 fn take(n: usize) -> Vec<f32> {
     if n >= MIN_POOLED {
         let reused = POOL.with(|p| {
@@ -84,10 +87,15 @@ fn take(n: usize) -> Vec<f32> {
                 .enumerate()
                 .filter(|(_, b)| b.capacity() >= n)
                 .min_by_key(|(_, b)| b.capacity())
+                .or_else(|| pool.iter().enumerate().max_by_key(|(_, b)| b.capacity()))
                 .map(|(i, _)| i)?;
             Some(pool.swap_remove(best))
         });
         if let Some(mut v) = reused {
+            if v.capacity() < n {
+                v.clear();
+                v.reserve_exact(n);
+            }
             v.truncate(n);
             v.resize(n, 0.0);
             return v;
@@ -124,22 +132,31 @@ mod tests {
             let b = zeroed(n - 5);
             assert_eq!(b.as_ptr(), ptr, "the pooled buffer is reused");
             assert!(b.iter().all(|&x| x == 0.0) && b.len() == n - 5);
-            // Too big for anything pooled: a fresh buffer.
-            assert_eq!(zeroed(n * 4).len(), n * 4);
+            // Nothing pooled: a fresh buffer.
+            let big = zeroed(n * 4);
+            assert_eq!(big.len(), n * 4);
             recycle(b);
+            // Too big for anything pooled: the largest pooled buffer is grown, not kept idle.
+            recycle(big);
+            let small = zeroed(n);
+            let bigger = zeroed(n * 8);
+            assert!(bigger.iter().all(|&x| x == 0.0) && bigger.len() == n * 8);
+            POOL.with(|p| assert!(p.borrow().as_ref().unwrap().is_empty()));
+            recycle(bigger);
+            recycle(small);
             ptr
         });
         // The buffers go back to the pool with the scope and are reused by the next one;
         // outside a scope, recycling just drops.
         POOL.with(|p| assert!(p.borrow().is_none()));
-        assert_eq!(pool.0.lock().unwrap().len(), 1);
+        assert_eq!(pool.0.lock().unwrap().len(), 2);
         recycle(vec![1.0; n]);
-        assert_eq!(pool.0.lock().unwrap().len(), 1);
+        assert_eq!(pool.0.lock().unwrap().len(), 2);
         scope(&pool, || {
             let c = overwritten(n);
             assert_eq!(c.as_ptr(), ptr, "reused across scopes");
             recycle(c);
         });
-        assert_eq!(pool.0.lock().unwrap().len(), 1, "taken and given back");
+        assert_eq!(pool.0.lock().unwrap().len(), 2, "taken and given back");
     }
 }
