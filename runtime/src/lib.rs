@@ -1,11 +1,13 @@
 //! spikerc-runtime: the event-driven CPU engine for compiled spikerc artifacts.
 //!
 //! [`Program::new`] lowers a [`Verified`] graph once into a schedule of kernels (topological
-//! order, weights re-laid for the kernels, dead values freed as early as possible);
-//! [`Program::run`] executes it layer by layer over all time steps:
+//! order, weights re-laid for the kernels, dead values freed as early as possible, a few
+//! bit-exact fusions — see `ARCHITECTURE.md`); [`Program::run`] executes it layer by layer over
+//! all time steps, reusing buffers ([`buffers`]):
 //!
-//! * convolutions on spikes take the **AC path**: every spike scatters the weight columns of
-//!   the outputs it reaches (additions only, work proportional to the spikes);
+//! * convolutions on spikes take the **AC path** ([`gather`]): the spikes become per-pixel
+//!   channel bitmaps and every output adds the weight vectors of its active inputs (additions
+//!   only, work proportional to the spikes);
 //! * convolutions on real values take the **MAC path**: a dense, vectorised kernel;
 //! * LIF, BatchNorm, attention primitives, upsampling and the refinement block run as the IR
 //!   defines them ([`ops`]).
