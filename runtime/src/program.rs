@@ -394,8 +394,9 @@ impl Program {
     ) -> RunResult {
         let g = &self.graph;
         let mut values: Vec<Option<Array>> = vec![None; g.id_bound()];
-        // LIF outputs kept only as their consumer's bitmaps (unobserved runs).
-        let pack_spikes = observe.is_none() && calib.is_none();
+        // Unobserved runs take the fused schedule: LIF outputs kept only as their consumer's
+        // bitmaps, folded steps skipped (see `ARCHITECTURE.md`, "Runtime lowering").
+        let fused = observe.is_none() && calib.is_none();
         let mut packed: Vec<Option<crate::gather::Masks>> =
             (0..g.id_bound()).map(|_| None).collect();
         let mut res = RunResult::default();
@@ -415,23 +416,23 @@ impl Program {
             debug_assert!(
                 args.len() == step.inputs.len()
                     || step.inputs.iter().any(|i| packed[i.index()].is_some())
-                    || (pack_spikes && (step.folded || step.gate_relu_add.is_some())),
+                    || (fused && (step.folded || step.gate_relu_add.is_some())),
                 "{}: an input was not computed",
                 step.module
             );
             let mut counts = OpCounts::default();
             let out = match &step.kernel {
-                Kernel::Binary(BinaryOp::Mul) if pack_spikes && step.folded => {
+                Kernel::Binary(BinaryOp::Mul) if fused && step.folded => {
                     counts.mac = out_shape.iter().product::<usize>() as u64;
                     None
                 }
-                _ if pack_spikes && step.folded => None,
-                Kernel::Binary(BinaryOp::Add) if pack_spikes && step.gate_relu_add.is_some() => {
+                _ if fused && step.folded => None,
+                Kernel::Binary(BinaryOp::Add) if fused && step.gate_relu_add.is_some() => {
                     let ([p, q], x) = step.gate_relu_add.expect("checked");
                     let v = |i: NodeId| values[i.index()].as_ref().expect("value computed");
                     Some(ops::mul_relu_add(v(p), v(q), v(x), &out_shape))
                 }
-                Kernel::LifPacked { lif, geo } if pack_spikes => {
+                Kernel::LifPacked { lif, geo } if fused => {
                     let (masks, count) = ops::lif_packed(args[0], lif, geo, self.level);
                     res.spikes.insert(step.module.clone(), count);
                     counts.spikes_out = count;
