@@ -13,9 +13,9 @@ fn planes(shape: &[usize]) -> (usize, usize, usize, usize) {
 }
 
 /// Convolution: per output, `acc += w * x` (f32, no fused multiply-add) from 0 in the
-/// canonical order kernel row -> kernel column -> input channel, bias added last. `wide` accumulates every product in f64
-/// and rounds once (the interpreter's high-precision mode); f16 event-driven convolutions
-/// always do (exact, see the module docs).
+/// canonical order kernel row -> kernel column -> input channel, bias added last. `wide`
+/// accumulates every product in f64 and rounds once (the interpreter's high-precision mode);
+/// f16 event-driven convolutions always do (exact, see the module docs).
 pub fn conv2d(x: &Array, c: &Conv2d, out_shape: &[usize], wide: bool) -> Array {
     let (lead, ci, h, w) = planes(&x.shape);
     let (_, co, oh, ow) = planes(out_shape);
