@@ -74,57 +74,40 @@ thread_local! {
     static ROW_I64: RefCell<Lines<i64>> = RefCell::new(Lines::zeroed(0));
 }
 
-impl Acc for f32 {
-    fn to_f32(self) -> f32 {
-        self
-    }
-    fn with_row<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-        ROW_F32.with(|b| {
-            let mut b = b.borrow_mut();
-            b.resize_zeroed(len);
-            f(&mut b)
-        })
-    }
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn pass512<const NZ: usize>(
-        g: &Geometry,
-        wt: &[f32],
-        mp: &[u64],
-        wn: (usize, usize),
-        oy: usize,
-        ow: usize,
-        c0: usize,
-        out: &mut [f32],
-    ) {
-        gather::pass512_f32::<NZ>(g, wt, mp, wn, oy, ow, c0, out)
-    }
+/// `Acc` for one element type: its f32 conversion, its row buffer and its AVX-512 pass.
+macro_rules! impl_acc {
+    ($t:ty, $row:ident, $pass:ident, |$x:ident| $to_f32:expr) => {
+        impl Acc for $t {
+            fn to_f32(self) -> f32 {
+                let $x = self;
+                $to_f32
+            }
+            fn with_row<R>(len: usize, f: impl FnOnce(&mut [$t]) -> R) -> R {
+                $row.with(|b| {
+                    let mut b = b.borrow_mut();
+                    b.resize_zeroed(len);
+                    f(&mut b)
+                })
+            }
+            #[cfg(target_arch = "x86_64")]
+            unsafe fn pass512<const NZ: usize>(
+                g: &Geometry,
+                wt: &[$t],
+                mp: &[u64],
+                wn: (usize, usize),
+                oy: usize,
+                ow: usize,
+                c0: usize,
+                out: &mut [$t],
+            ) {
+                gather::$pass::<NZ>(g, wt, mp, wn, oy, ow, c0, out)
+            }
+        }
+    };
 }
 
-impl Acc for i64 {
-    fn to_f32(self) -> f32 {
-        (self as f64 / FIX_SCALE) as f32
-    }
-    fn with_row<R>(len: usize, f: impl FnOnce(&mut [i64]) -> R) -> R {
-        ROW_I64.with(|b| {
-            let mut b = b.borrow_mut();
-            b.resize_zeroed(len);
-            f(&mut b)
-        })
-    }
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn pass512<const NZ: usize>(
-        g: &Geometry,
-        wt: &[i64],
-        mp: &[u64],
-        wn: (usize, usize),
-        oy: usize,
-        ow: usize,
-        c0: usize,
-        out: &mut [i64],
-    ) {
-        gather::pass512_i64::<NZ>(g, wt, mp, wn, oy, ow, c0, out)
-    }
-}
+impl_acc!(f32, ROW_F32, pass512_f32, |x| x);
+impl_acc!(i64, ROW_I64, pass512_i64, |x| (x as f64 / FIX_SCALE) as f32);
 
 /// One cache line.
 #[derive(Clone, Copy, Debug)]
