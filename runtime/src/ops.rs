@@ -30,6 +30,53 @@ pub fn map(x: &Array, f: impl Fn(f32) -> f32 + Sync) -> Array {
     Array::new(x.shape.clone(), data)
 }
 
+/// Evaluates `$body` with `$update` bound to the LIF update of `$l` — `(v, x) -> (v', fired)`,
+/// the interpreter's formulas: `H = V + (X - (V - v_rest)) / tau` with `decay_input`, else
+/// `H = V - (V - v_rest) / tau + X`; fire when `H >= v_threshold`; hard or soft reset — as one
+/// monomorphic closure per variant, so the loops in `$body` vectorise. The formulas live here
+/// once for both LIF kernels.
+macro_rules! with_lif_update {
+    ($l:expr, |$update:ident| $body:expr) => {{
+        let l: &Lif = $l;
+        let vr = l.v_rest();
+        let (tau, th) = (l.tau, l.v_threshold);
+        match (l.reset, l.decay_input) {
+            (Reset::Hard { v_reset }, true) => {
+                let $update = |v: f32, x: f32| {
+                    let h = v + (x - (v - vr)) / tau;
+                    let f = h >= th;
+                    (if f { v_reset } else { h }, f)
+                };
+                $body
+            }
+            (Reset::Hard { v_reset }, false) => {
+                let $update = |v: f32, x: f32| {
+                    let h = v - (v - vr) / tau + x;
+                    let f = h >= th;
+                    (if f { v_reset } else { h }, f)
+                };
+                $body
+            }
+            (Reset::Soft, true) => {
+                let $update = |v: f32, x: f32| {
+                    let h = v + (x - (v - vr)) / tau;
+                    let f = h >= th;
+                    (if f { h - th } else { h }, f)
+                };
+                $body
+            }
+            (Reset::Soft, false) => {
+                let $update = |v: f32, x: f32| {
+                    let h = v - (v - vr) / tau + x;
+                    let f = h >= th;
+                    (if f { h - th } else { h }, f)
+                };
+                $body
+            }
+        }
+    }};
+}
+
 /// One LIF step over a chunk: `update(v, x) -> (v', fired)` chosen once per layer, so the
 /// loop is branch-free and vectorises. Returns the spikes of the chunk.
 #[inline(always)]
@@ -60,16 +107,8 @@ pub fn lif(x: &Array, l: &Lif) -> (Array, u64) {
     let t = x.shape[0];
     let per_t = x.len() / t;
     let vr = l.v_rest();
-    let (tau, th) = (l.tau, l.v_threshold);
     let mut out = crate::buffers::overwritten(x.len());
     let out_ptr = SyncPtr(out.as_mut_ptr());
-    let charge = move |v: f32, x: f32| {
-        if l.decay_input {
-            v + (x - (v - vr)) / tau
-        } else {
-            v - (v - vr) / tau + x
-        }
-    };
     let count = (0..per_t.div_ceil(LIF_CHUNK))
         .into_par_iter()
         .map(|c| {
@@ -84,23 +123,7 @@ pub fn lif(x: &Array, l: &Lif) -> (Array, u64) {
                 // neurons, so the ranges are disjoint and inside `out` (len t * per_t).
                 let os =
                     unsafe { std::slice::from_raw_parts_mut(p.0.add(step * per_t + s), e - s) };
-                n += match (l.reset, l.decay_input) {
-                    (Reset::Hard { v_reset }, true) => lif_chunk(os, vs, xs, |v, x| {
-                        let h = v + (x - (v - vr)) / tau;
-                        let f = h >= th;
-                        (if f { v_reset } else { h }, f)
-                    }),
-                    (Reset::Hard { v_reset }, false) => lif_chunk(os, vs, xs, |v, x| {
-                        let h = v - (v - vr) / tau + x;
-                        let f = h >= th;
-                        (if f { v_reset } else { h }, f)
-                    }),
-                    (Reset::Soft, _) => lif_chunk(os, vs, xs, |v, x| {
-                        let h = charge(v, x);
-                        let f = h >= th;
-                        (if f { h - th } else { h }, f)
-                    }),
-                };
+                n += with_lif_update!(l, |update| lif_chunk(os, vs, xs, update));
             }
             n
         })
@@ -206,7 +229,6 @@ unsafe fn lif_task(x: &Array, l: &Lif, g: &PackedGeo, dptr: &SyncU64, task: usiz
         bands,
     } = *g;
     let vr = l.v_rest();
-    let (tau, th) = (l.tau, l.v_threshold);
     let (ni, y0) = (task / bands, (task % bands) * band);
     let y1 = (y0 + band).min(h);
     let rows = y1 - y0;
@@ -229,28 +251,7 @@ unsafe fn lif_task(x: &Array, l: &Lif, g: &PackedGeo, dptr: &SyncU64, task: usiz
             for ci in 0..c {
                 let xs = &xin[(ci * h + y) * w..(ci * h + y + 1) * w];
                 let vs = &mut v[(ci * rows + y - y0) * w..(ci * rows + y - y0 + 1) * w];
-                match (l.reset, l.decay_input) {
-                    (Reset::Hard { v_reset }, true) => lif_fires(vs, xs, &mut fires, |v, x| {
-                        let h = v + (x - (v - vr)) / tau;
-                        let f = h >= th;
-                        (if f { v_reset } else { h }, f)
-                    }),
-                    (Reset::Hard { v_reset }, false) => lif_fires(vs, xs, &mut fires, |v, x| {
-                        let h = v - (v - vr) / tau + x;
-                        let f = h >= th;
-                        (if f { v_reset } else { h }, f)
-                    }),
-                    (Reset::Soft, true) => lif_fires(vs, xs, &mut fires, |v, x| {
-                        let h = v + (x - (v - vr)) / tau;
-                        let f = h >= th;
-                        (if f { h - th } else { h }, f)
-                    }),
-                    (Reset::Soft, false) => lif_fires(vs, xs, &mut fires, |v, x| {
-                        let h = v - (v - vr) / tau + x;
-                        let f = h >= th;
-                        (if f { h - th } else { h }, f)
-                    }),
-                }
+                with_lif_update!(l, |update| lif_fires(vs, xs, &mut fires, update));
                 let (word, bit) = (ci / 64, ci % 64);
                 let row = if nw == 1 {
                     &mut *dst
@@ -828,7 +829,72 @@ pub fn upsample2x(x: &Array) -> Array {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spikerc_compiler::interp::reduce as interp_reduce;
+    use spikerc_compiler::interp::{lif_forward, reduce as interp_reduce};
+
+    /// Every LIF variant (hard/soft reset, with/without decay_input), dense and packed into
+    /// bitmaps (70 channels: two words per pixel), gives the interpreter's spikes and count.
+    #[test]
+    fn lif_kernels_match_the_interpreter() {
+        let (t, n, c, h, w) = (3, 2, 70, 5, 9);
+        let mut seed = 5u64;
+        let data: Vec<f32> = (0..t * n * c * h * w)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed % 1000) as f32 / 2000.0
+            })
+            .collect();
+        let x = Array::new(vec![t, n, c, h, w], data);
+        let geo = Geometry {
+            ci: c,
+            co: 16,
+            cp: 16,
+            kh: 3,
+            kw: 3,
+            stride: [1, 1],
+            padding: [1, 1],
+        };
+        for reset in [Reset::Hard { v_reset: 0.0 }, Reset::Soft] {
+            for decay_input in [false, true] {
+                let l = Lif {
+                    tau: 2.0,
+                    v_threshold: 0.15,
+                    reset,
+                    decay_input,
+                };
+                let (want, want_n) = lif_forward(&x, &l);
+                let (got, got_n) = lif(&x, &l);
+                assert_eq!((got.data, got_n), (want.data.clone(), want_n), "{l:?}");
+                for level in [Level::detect(), Level::Baseline] {
+                    let (m, k) = lif_packed(&x, &l, &geo, level);
+                    assert_eq!(k, want_n, "{l:?} {level:?}");
+                    let (hp, wp, nw) = (m.hp, m.wp, m.words);
+                    for lead in 0..t * n {
+                        for ci in 0..c {
+                            for y in 0..h {
+                                for xx in 0..w {
+                                    let word =
+                                        m.data[((lead * hp + y + 1) * wp + xx + 1) * nw + ci / 64];
+                                    let bit = (word >> (ci % 64)) & 1;
+                                    let s = want.data[((lead * c + ci) * h + y) * w + xx];
+                                    assert_eq!(bit as f32, s, "{l:?} {level:?}");
+                                }
+                            }
+                        }
+                    }
+                    let border: u64 = (0..t * n * hp * wp * nw)
+                        .filter(|i| {
+                            let (y, x) = ((i / nw / wp) % hp, (i / nw) % wp);
+                            y == 0 || x == 0 || y == hp - 1 || x == wp - 1
+                        })
+                        .map(|i| m.data[i].count_ones() as u64)
+                        .sum();
+                    assert_eq!(border, 0, "padding stays zero");
+                }
+            }
+        }
+    }
 
     /// Means and maxima over every axis combination of odd-sized shapes (rows that start
     /// mid-lane, merged and length-1 axes, column bands) give the interpreter's bits; a max of
