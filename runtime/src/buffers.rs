@@ -28,6 +28,13 @@ thread_local! {
 #[derive(Clone, Debug, Default)]
 pub struct Pool(std::sync::Arc<std::sync::Mutex<Vec<Vec<f32>>>>);
 
+impl Pool {
+    /// Frees every pooled buffer.
+    pub fn clear(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
 /// Runs `f` with `pool`'s buffers installed on this thread and gives them (plus every buffer
 /// recycled meanwhile) back to `pool` when `f` returns. Nested scopes use the outer pool.
 pub fn scope<R>(pool: &Pool, f: impl FnOnce() -> R) -> R {
@@ -158,5 +165,7 @@ mod tests {
             recycle(c);
         });
         assert_eq!(pool.0.lock().unwrap().len(), 2, "taken and given back");
+        pool.clear();
+        assert!(pool.0.lock().unwrap().is_empty());
     }
 }

@@ -299,6 +299,12 @@ impl Program {
         p
     }
 
+    /// Frees the buffers kept from earlier runs (a program keeps one run's working set to
+    /// reuse it; release it before other memory-hungry work).
+    pub fn release_buffers(&self) {
+        self.pool.clear();
+    }
+
     /// The graph this program was lowered from.
     pub fn graph(&self) -> &Verified {
         &self.graph

@@ -228,9 +228,9 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             if s != a.size { " — measured at the smaller size, the interpreter is too slow at full size" } else { "" }
         );
     }
-    // The runtime's buffers (its pool holds a run's working set) are released first, so the
+    // The runtime's buffers (a program keeps a run's working set) are released first, so the
     // libtorch measurement runs in the same memory conditions the runtime had.
-    drop(p);
+    p.release_buffers();
     drop(res);
     torch_compare(&a, &x, secs, cpu_rt)?;
     Ok(())
