@@ -44,6 +44,61 @@ impl Level {
     }
 }
 
+/// Sweeps output row `oy` of a dense convolution into `acc` (`[ow][cp]`), calling the tile
+/// kernel `$tile::<P, NC>` (same signature as [`tile512`]): per channel block (its width and
+/// tile size picked from the 16-lane chunks left by the `match` arms), interior tiles of `P`
+/// pixels — the last one overlapping the one before it (same values) — then single pixels,
+/// and finally the border pixels outside [`DenseConv::window`], checked tap by tap.
+macro_rules! dense_sweep {
+    ($tile:ident, $c:expr, $xb:expr, $hw:expr, $oy:expr, $ow:expr, $acc:expr,
+     { $($rem:pat => ($p:literal, $nc:literal)),+ $(,)? }) => {{
+        let (c, xb, hw, oy, ow, acc) = ($c, $xb, $hw, $oy, $ow, $acc);
+        let win = c.window(hw, oy, ow);
+        let (lo, hi) = win.ox;
+        let nch = c.geo.cp / LANES;
+        let mut ch = 0;
+        while ch < nch {
+            let c0 = ch * LANES;
+            match nch - ch {
+                $($rem => {
+                    let mut ox = lo;
+                    while ox + $p <= hi {
+                        $tile::<$p, $nc>(c, xb, hw, &win, oy, ox, c0, acc);
+                        ox += $p;
+                    }
+                    if ox < hi && hi - lo >= $p {
+                        $tile::<$p, $nc>(c, xb, hw, &win, oy, hi - $p, c0, acc);
+                        ox = hi;
+                    }
+                    while ox < hi {
+                        $tile::<1, $nc>(c, xb, hw, &win, oy, ox, c0, acc);
+                        ox += 1;
+                    }
+                    ch += $nc;
+                })+
+            }
+        }
+        for ox in (0..lo).chain(hi..ow) {
+            c.edge_pixel(xb, hw, oy, ox, acc);
+        }
+    }};
+}
+
+/// [`DenseConv::tile`] with [`tile512`]'s signature, for [`dense_sweep`].
+#[inline(always)]
+fn tile_portable<const P: usize, const NC: usize>(
+    c: &DenseConv,
+    xb: &[f32],
+    hw: (usize, usize),
+    win: &Window,
+    oy: usize,
+    ox0: usize,
+    c0: usize,
+    out: &mut [f32],
+) {
+    c.tile::<P, NC>(xb, hw, win, oy, ox0, c0, out)
+}
+
 /// One output row of a dense convolution, all output channels, into `acc` (`[ow][cp]`).
 #[inline(always)]
 fn dense_row_body(
@@ -54,42 +109,12 @@ fn dense_row_body(
     ow: usize,
     acc: &mut [f32],
 ) {
-    let win = c.window(hw, oy, ow);
-    let (lo, hi) = win.ox;
-    let nch = c.geo.cp / LANES;
-    let mut ch = 0;
-    while ch < nch {
-        let rem = nch - ch;
-        let c0 = ch * LANES;
-        macro_rules! run {
-            ($p:literal, $nc:literal) => {{
-                let mut ox = lo;
-                while ox + $p <= hi {
-                    c.tile::<$p, $nc>(xb, hw, &win, oy, ox, c0, acc);
-                    ox += $p;
-                }
-                if ox < hi && hi - lo >= $p {
-                    // The last full tile, overlapping the previous one (same values).
-                    c.tile::<$p, $nc>(xb, hw, &win, oy, hi - $p, c0, acc);
-                    ox = hi;
-                }
-                while ox < hi {
-                    c.tile::<1, $nc>(xb, hw, &win, oy, ox, c0, acc);
-                    ox += 1;
-                }
-                ch += $nc;
-            }};
-        }
-        match rem {
-            1 => run!(8, 1),
-            2 => run!(8, 2),
-            3 => run!(6, 3),
-            _ => run!(4, 4),
-        }
-    }
-    for ox in (0..lo).chain(hi..ow) {
-        c.edge_pixel(xb, hw, oy, ox, acc);
-    }
+    dense_sweep!(tile_portable, c, xb, hw, oy, ow, acc, {
+        1 => (8, 1),
+        2 => (8, 2),
+        3 => (6, 3),
+        _ => (4, 4),
+    });
 }
 
 /// One `P x (16 * NC)` register tile of a dense convolution with explicit AVX-512: the same
@@ -157,41 +182,12 @@ unsafe fn dense_row_avx512(
     ow: usize,
     acc: &mut [f32],
 ) {
-    let win = c.window(hw, oy, ow);
-    let (lo, hi) = win.ox;
-    let nch = c.geo.cp / LANES;
-    let mut ch = 0;
-    while ch < nch {
-        let c0 = ch * LANES;
-        macro_rules! run {
-            ($p:literal, $nc:literal) => {{
-                let mut ox = lo;
-                while ox + $p <= hi {
-                    tile512::<$p, $nc>(c, xb, hw, &win, oy, ox, c0, acc);
-                    ox += $p;
-                }
-                if ox < hi && hi - lo >= $p {
-                    // The last full tile, overlapping the previous one (same values).
-                    tile512::<$p, $nc>(c, xb, hw, &win, oy, hi - $p, c0, acc);
-                    ox = hi;
-                }
-                while ox < hi {
-                    tile512::<1, $nc>(c, xb, hw, &win, oy, ox, c0, acc);
-                    ox += 1;
-                }
-                ch += $nc;
-            }};
-        }
-        match nch - ch {
-            1 => run!(12, 1),
-            2 => run!(12, 2),
-            4 => run!(6, 2),
-            _ => run!(8, 3),
-        }
-    }
-    for ox in (0..lo).chain(hi..ow) {
-        c.edge_pixel(xb, hw, oy, ox, acc);
-    }
+    dense_sweep!(tile512, c, xb, hw, oy, ow, acc, {
+        1 => (12, 1),
+        2 => (12, 2),
+        4 => (6, 2),
+        _ => (8, 3),
+    });
 }
 
 #[cfg(target_arch = "x86_64")]
