@@ -26,7 +26,7 @@
 use rayon::prelude::*;
 
 use crate::conv::{reach, via_row_buffer, Acc, Geometry, Lines};
-use crate::simd::Level;
+use crate::simd::{isa, Level};
 
 /// Most zmm accumulators one pass keeps per pixel.
 const MAX_ZMM: usize = 12;
@@ -177,24 +177,7 @@ fn pack_row(
             }
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn avx512(p: &[f32], ci: usize, hw: (usize, usize), y: usize, nw: usize, d: &mut [u64]) {
-        body(p, ci, hw, y, nw, d)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn avx2(p: &[f32], ci: usize, hw: (usize, usize), y: usize, nw: usize, d: &mut [u64]) {
-        body(p, ci, hw, y, nw, d)
-    }
-    match level {
-        // SAFETY: `Level::detect` only returns these levels when the CPU has the feature.
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => unsafe { avx512(planes, ci, (h, w), y, nw, dst) },
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => unsafe { avx2(planes, ci, (h, w), y, nw, dst) },
-        _ => body(planes, ci, (h, w), y, nw, dst),
-    }
+    isa!(level, body(planes, ci, (h, w), y, nw, dst))
 }
 
 /// zmm accumulators per pixel in one pass over `ci` input channels (a tap's slice of the
@@ -297,25 +280,7 @@ fn pass_portable<T: Acc>(
             }
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn avx2<T: Acc>(
-        g: &Geometry,
-        wt: &[T],
-        mp: &[u64],
-        wn: (usize, usize),
-        oy: usize,
-        ow: usize,
-        out: &mut [T],
-    ) {
-        body(g, wt, mp, wn, oy, ow, out)
-    }
-    match level {
-        // SAFETY: `Level::detect` only returns Avx2 when the CPU has it.
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => unsafe { avx2(g, wt, mp, wn, oy, ow, out) },
-        _ => body(g, wt, mp, wn, oy, ow, out),
-    }
+    isa!(level, body(g, wt, mp, wn, oy, ow, out))
 }
 
 /// The AVX-512 pass for one accumulator type: blocks of output pixels swept tap by tap (so

@@ -10,7 +10,7 @@ use spikerc_compiler::interp::{combine_lanes, Array, MEAN_LANES};
 
 use crate::conv::Geometry;
 use crate::gather::Masks;
-use crate::simd::Level;
+use crate::simd::{isa, Level};
 use spikerc_compiler::ir::{BinaryOp, Lif, ReduceOp, Reset};
 
 use crate::SyncPtr;
@@ -168,16 +168,8 @@ pub fn lif_packed(x: &Array, l: &Lif, g: &Geometry, level: Level) -> (Masks, u64
     };
     let count = (0..n * bands)
         .into_par_iter()
-        .map(|task| match level {
-            // SAFETY: `Level::detect` only returns these levels when the CPU has the feature;
-            // tasks are distinct, so they write disjoint mask rows (see `lif_task`).
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => unsafe { lif_task_avx512(x, l, &geo, &dptr, task) },
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => unsafe { lif_task_avx2(x, l, &geo, &dptr, task) },
-            // SAFETY: as above.
-            _ => unsafe { lif_task(x, l, &geo, &dptr, task) },
-        })
+        // SAFETY: tasks are distinct, so they write disjoint mask rows (see `lif_task`).
+        .map(|task| isa!(level, unsafe lif_task(x, l, &geo, &dptr, task)))
         .sum::<u64>();
     (
         Masks {
@@ -275,18 +267,6 @@ unsafe fn lif_task(x: &Array, l: &Lif, g: &PackedGeo, dptr: &SyncU64, task: usiz
         }
     }
     fired
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn lif_task_avx512(x: &Array, l: &Lif, g: &PackedGeo, dptr: &SyncU64, task: usize) -> u64 {
-    lif_task(x, l, g, dptr, task)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn lif_task_avx2(x: &Array, l: &Lif, g: &PackedGeo, dptr: &SyncU64, task: usize) -> u64 {
-    lif_task(x, l, g, dptr, task)
 }
 
 /// One LIF step over a row of neurons: updates `vs` and writes 1/0 per neuron into `fires`
@@ -474,34 +454,6 @@ pub fn concat(args: &[&Array], axis: usize, out_shape: &[usize]) -> Array {
         }
     });
     Array::new(out_shape.to_vec(), out)
-}
-
-/// Calls `f(args)` compiled for `level`: the row helpers it is used with are
-/// `#[inline(always)]`, so each instantiation vectorises for its instruction set.
-macro_rules! isa {
-    ($level:expr, $f:ident($($a:expr),*)) => {{
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        // (Callers may already be inside an `unsafe` block.)
-        #[allow(unused_unsafe)]
-        let r = match $level {
-            // SAFETY: `Level::detect` only returns these levels when the CPU has the feature.
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => unsafe { avx512(|| $f($($a),*)) },
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => unsafe { avx2(|| $f($($a),*)) },
-            _ => $f($($a),*),
-        };
-        r
-    }};
 }
 
 /// `dst += row` in f64.

@@ -10,6 +10,44 @@
 
 use crate::conv::{via_row_buffer, DenseConv, Window, LANES};
 
+/// `isa!(level, f(args))` calls `f(args)` compiled for `level` (AVX-512, AVX2 or the
+/// baseline): `f` is `#[inline(always)]`, so each instantiation vectorises for its
+/// instruction set. `isa!(level, unsafe f(args))` calls an unsafe `f` (the caller upholds its
+/// contract).
+macro_rules! isa {
+    ($level:expr, unsafe $f:ident($($a:expr),*)) => {
+        // SAFETY: `f`'s contract is upheld by the caller, who wrote `unsafe`.
+        $crate::simd::isa!(@call $level, || unsafe { $f($($a),*) })
+    };
+    ($level:expr, $f:ident($($a:expr),*)) => {
+        $crate::simd::isa!(@call $level, || $f($($a),*))
+    };
+    (@call $level:expr, $call:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        // (Callers may already be inside an `unsafe` block.)
+        #[allow(unused_unsafe)]
+        let r = match $level {
+            // SAFETY: `Level::detect` only returns these levels when the CPU has the feature.
+            #[cfg(target_arch = "x86_64")]
+            $crate::simd::Level::Avx512 => unsafe { avx512($call) },
+            #[cfg(target_arch = "x86_64")]
+            $crate::simd::Level::Avx2 => unsafe { avx2($call) },
+            _ => ($call)(),
+        };
+        r
+    }};
+}
+pub(crate) use isa;
+
 /// The instruction-set level used by the kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
