@@ -484,12 +484,12 @@ impl SpikeConv {
         ohw: (usize, usize),
         level: Level,
     ) -> (Vec<f32>, ConvCounts) {
-        let (masks, spikes, taps) = gather::pack(level, x, lead, &self.geo, hw, ohw);
-        self.gather(&masks, (spikes, taps), lead, ohw, level)
+        let masks = gather::pack(level, x, lead, &self.geo, hw);
+        self.run_packed(&masks, lead, hw, ohw, level)
     }
 
-    /// [`SpikeConv::run`] on spikes already packed for this convolution's geometry (a LIF
-    /// that produced them directly, see [`crate::ops::lif_packed`]).
+    /// [`SpikeConv::run`] on spikes already packed for this convolution's geometry (by
+    /// [`crate::ops::lif_packed`], or by `run`).
     pub fn run_packed(
         &self,
         masks: &gather::Masks,

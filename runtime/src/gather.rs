@@ -99,55 +99,36 @@ pub(crate) fn count(
         .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
 }
 
-/// Packs `x` (`[lead, ci, h, w]` of 0/1) into [`Masks`], returning them with the spike and
-/// reached-tap counts of [`count`] computed in the same pass (parallel over padded rows; the
-/// counts are integer sums, order-free).
+/// Packs `x` (`[lead, ci, h, w]` of 0/1) into [`Masks`] for a convolution of geometry `g`
+/// (parallel over padded rows).
 pub(crate) fn pack(
     level: Level,
     x: &[f32],
     lead: usize,
     g: &Geometry,
     (h, w): (usize, usize),
-    (oh, ow): (usize, usize),
-) -> (Masks, u64, u64) {
+) -> Masks {
     let [py, px] = g.padding;
     let (hp, wp) = (h + 2 * py, w + 2 * px);
     let nw = g.ci.div_ceil(64);
-    let ry: Vec<u64> = (0..h)
-        .map(|i| reach(i, oh, g.kh, g.stride[0], py))
-        .collect();
-    let rx: Vec<u64> = (0..w)
-        .map(|i| reach(i, ow, g.kw, g.stride[1], px))
-        .collect();
     let mut data = vec![0u64; lead * hp * wp * nw];
-    let (spikes, taps) = data
-        .par_chunks_mut(wp * nw)
+    data.par_chunks_mut(wp * nw)
         .enumerate()
-        .map(|(r, row)| {
+        .for_each(|(r, row)| {
             let (b, yp) = (r / hp, r % hp);
             if yp < py || yp >= py + h {
-                return (0, 0);
+                return;
             }
-            let y = yp - py;
             let dst = &mut row[px * nw..(px + w) * nw];
             let planes = &x[b * g.ci * h * w..(b + 1) * g.ci * h * w];
-            pack_row(level, planes, g.ci, (h, w), y, nw, dst);
-            let (mut s, mut t) = (0u64, 0u64);
-            for (d, &r) in dst.chunks_exact(nw).zip(&rx) {
-                let c: u64 = d.iter().map(|m| m.count_ones() as u64).sum();
-                s += c;
-                t += c * r;
-            }
-            (s, t * ry[y])
-        })
-        .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-    let m = Masks {
+            pack_row(level, planes, g.ci, (h, w), yp - py, nw, dst);
+        });
+    Masks {
         data,
         words: nw,
         hp,
         wp,
-    };
-    (m, spikes, taps)
+    }
 }
 
 /// ORs the channel bits of input row `y` (`planes` = `[ci, h, w]`) into `dst` (`[w][nw]`),
