@@ -220,7 +220,7 @@ fn corrupt_artifacts() {
     insta::assert_snapshot!(msgs.join("\n").replace(&stored, "[STORED]").replace(&format!("{}", bytes.len() / 2), "[HALF]").replace(&format!("{}", bytes.len()), "[FULL]"), @r"
     error: [TMP]/bad.spk: truncated artifact: [HALF] bytes, header says [FULL]
     error: [TMP]/bad.spk: checksum mismatch (stored [STORED], computed [CRC]): the file is corrupt
-    error: [TMP]/bad.spk: artifact format version 7 is newer than this spikerc supports (1); upgrade spikerc
+    error: [TMP]/bad.spk: artifact format version 7 is newer than this spikerc supports (2); upgrade spikerc
     error: [SHARED]/fixtures/spikerir-l3-d16/model.safetensors: not a spikerc artifact (magic bytes [98, 59, 00, 00, 00, 00, 00, 00], expected [53, 50, 49, 4b, 45, 52, 43, 00]); checkpoints must first be compiled with `spikerc compile`
     ");
 }

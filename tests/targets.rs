@@ -267,6 +267,7 @@ fn tiny() -> Artifact {
         stride: [1, 1],
         padding: [1, 1],
         event_driven: false,
+        algorithm: Default::default(),
     });
     let c = g.add("conv", conv, &[s]).unwrap();
     let m = g.add("mean", Op::MeanTime, &[c]).unwrap();

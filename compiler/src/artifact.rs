@@ -22,7 +22,8 @@ use crate::passes::{OptimizeReport, Precision};
 use crate::verify::{Verified, VerifyError};
 
 pub const MAGIC: &[u8; 8] = b"SPIKERC\0";
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: convolutions carry their algorithm ([`crate::ir::ConvAlgorithm`]).
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 8 + 4 + 8 + 4;
 
 /// Descriptive metadata stored with the graph.

@@ -7,6 +7,7 @@
 //! * [`passes`] — BatchNorm folding, dead-node elimination, shape/kind inference, float16
 //!   quantization, each a named unit run by [`passes::PassManager`].
 //! * [`interp`] — the reference interpreter: the definition of what the IR means.
+//! * [`winograd`] — the Winograd F(2x2, 3x3) transforms (arithmetic of real-valued 3x3 convs).
 //! * [`artifact`] — the versioned, checksummed on-disk form of a compiled model.
 //!
 //! This crate depends on nothing else of spikerc: model families live in `spikerc-models`,
@@ -18,6 +19,7 @@ pub mod ir;
 pub mod passes;
 pub mod tensor;
 pub mod verify;
+pub mod winograd;
 
 pub use artifact::{Artifact, ArtifactError, ArtifactMeta};
 pub use ir::{DType, Dim, Fact, Graph, IrError, Node, NodeId, Op, Shape, ValueKind};

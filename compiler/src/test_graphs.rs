@@ -24,6 +24,7 @@ pub fn conv(co: usize, ci: usize, k: usize, stride: usize, bias: bool, seed: u64
         stride: [stride; 2],
         padding: [k / 2; 2],
         event_driven: false,
+        algorithm: Default::default(),
     })
 }
 

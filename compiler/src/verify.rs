@@ -153,6 +153,18 @@ mod tests {
     }
 
     #[test]
+    fn rejects_winograd_on_a_conv_it_cannot_compute() {
+        let mut g = small();
+        crate::passes::Pass::run(&mut crate::passes::InferFacts, &mut g).unwrap();
+        let id = g.find("down").unwrap();
+        if let Op::Conv2d(c) = &mut g.node_mut(id).op {
+            c.algorithm = crate::ir::ConvAlgorithm::Winograd2x2;
+        }
+        let e = verify(&g).unwrap_err();
+        assert_eq!(e.to_string(), format!("IR verification failed at {id} `down` (conv2d.ac): is marked Winograd F(2x2,3x3) but is event-driven with kernel [3, 3], stride [2, 2], padding [1, 1] (needs a real-valued 3x3 conv, stride 1, padding 1)"));
+    }
+
+    #[test]
     fn rejects_graphs_without_output_or_with_dangling_values() {
         let mut g = small();
         let out = g.outputs()[0];

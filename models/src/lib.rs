@@ -22,7 +22,7 @@ pub use checkpoint::{Checkpoint, RawTensor};
 pub use config::HyperParams;
 pub use error::ImportError;
 
-use spikerc_compiler::passes::{optimize, PassError, Precision};
+use spikerc_compiler::passes::{optimize, OptimizeOptions, PassError};
 use spikerc_compiler::{Artifact, ArtifactMeta};
 use std::path::Path;
 
@@ -41,13 +41,13 @@ pub enum CompileError {
 pub fn compile_checkpoint(
     path: &Path,
     hp: &HyperParams,
-    precision: Precision,
+    opts: impl Into<OptimizeOptions>,
 ) -> Result<Artifact, CompileError> {
     let ckpt = Checkpoint::load(path)?;
     compile(
         &ckpt,
         hp,
-        precision,
+        opts,
         &path
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
@@ -59,12 +59,14 @@ pub fn compile_checkpoint(
 pub fn compile(
     ckpt: &Checkpoint,
     hp: &HyperParams,
-    precision: Precision,
+    opts: impl Into<OptimizeOptions>,
     source: &str,
 ) -> Result<Artifact, CompileError> {
+    let opts = opts.into();
+    let precision = opts.precision;
     let imported = spikerir::import(ckpt, hp)?;
     spikerc_compiler::verify(&imported.graph)?;
-    let (graph, report) = optimize(imported.graph, precision, false)?;
+    let (graph, report) = optimize(imported.graph, opts, false)?;
     let meta = ArtifactMeta {
         model: imported.arch.summary(),
         source: source.to_string(),

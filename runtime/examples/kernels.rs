@@ -4,6 +4,7 @@
 use spikerc_compiler::ir::Conv2d;
 use spikerc_compiler::Tensor;
 use spikerc_runtime::conv::{DenseConv, SpikeConv};
+use spikerc_runtime::winograd::WinogradConv;
 use spikerc_runtime::Level;
 use std::time::Instant;
 
@@ -49,6 +50,7 @@ fn main() {
         stride: [1, 1],
         padding: [1, 1],
         event_driven: true,
+        algorithm: Default::default(),
     };
     let mut seed = 12345u64;
     let x: Vec<f32> = (0..c * side * side)
@@ -60,21 +62,42 @@ fn main() {
         })
         .collect();
     let level = Level::detect();
+    let only = args.get(4).cloned().unwrap_or_default();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
         .unwrap();
     pool.install(|| {
         let d = DenseConv::new(&conv);
+        let wino = WinogradConv::new(&Conv2d {
+            event_driven: false,
+            algorithm: spikerc_compiler::ir::ConvAlgorithm::Winograd2x2,
+            ..conv.clone()
+        });
         let s = SpikeConv::new(&conv);
         let s16 = SpikeConv::new(&Conv2d {
             weight: conv.weight.to_f16(),
             ..conv.clone()
         });
+        if only == "winograd" {
+            let (e, _) = timed(|| {
+                for _ in 0..20 {
+                    std::hint::black_box(wino.run(&x, 1, (side, side), level));
+                }
+            });
+            println!("winograd x20: {:.1} ms", e * 1e3);
+            return;
+        }
         for _ in 0..2 {
             let (e, (_, cc)) = timed(|| d.run(&x, 1, (side, side), (side, side), level));
             println!(
                 "dense  {c}ch {side}^2: {:.1} ms, {:.1} G MAC/s",
+                e * 1e3,
+                cc.mac as f64 / e / 1e9
+            );
+            let (e, (_, cc)) = timed(|| wino.run(&x, 1, (side, side), level));
+            println!(
+                "winograd {c}ch {side}^2: {:.1} ms, {:.1} G MAC/s (effective)",
                 e * 1e3,
                 cc.mac as f64 / e / 1e9
             );

@@ -8,7 +8,8 @@
 //!   The kernel vectorises across output channels (weights stored `[ky][kx][ci][co]`, co padded
 //!   to 16 lanes) and register-blocks output pixels of a row; taps that fall in the zero
 //!   padding are skipped (exact: adding `w * 0` to an accumulator that started at `+0` never
-//!   changes it), so the input is read in place.
+//!   changes it), so the input is read in place. Convolutions marked Winograd take
+//!   [`crate::winograd`] instead ([`MacConv`] dispatches on the op's algorithm).
 //! * **AC path** ([`SpikeConv`]): the gather kernel ([`crate::gather`]) adds, for every output
 //!   pixel, the weight vectors of its active inputs in the canonical order. With f16 weights
 //!   the accumulator is i64 fixed point with 24 fraction bits: every f16 is an integer
@@ -21,12 +22,13 @@
 //! depend on the thread count.
 
 use rayon::prelude::*;
-use spikerc_compiler::ir::Conv2d;
+use spikerc_compiler::ir::{Conv2d, ConvAlgorithm};
 use spikerc_compiler::tensor::TensorData;
 use std::cell::RefCell;
 
 use crate::gather;
 use crate::simd::{self, Level};
+use crate::winograd::WinogradConv;
 use crate::SyncPtr;
 
 /// Lanes of one weight chunk; output channels are padded to a multiple of this.
@@ -45,6 +47,17 @@ pub(crate) trait Acc:
     fn to_f32(self) -> f32;
     /// Runs `f` on this thread's row buffer of this type, resized to `len` zeros.
     fn with_row<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+    /// Writes the channel-last row `buf` (`[n][cp]`) as f32 into `co` planar rows of `dst`
+    /// (`stride` apart), adding the bias last ([`simd::store_planes`]).
+    fn store_planes(
+        level: Level,
+        buf: &[Self],
+        g: &Geometry,
+        n: usize,
+        dst: &mut [f32],
+        stride: usize,
+        bias: Option<&[f32]>,
+    );
     /// The gather kernel's AVX-512 pass with `NZ` registers per pixel.
     ///
     /// # Safety
@@ -74,13 +87,25 @@ thread_local! {
     static ROW_I64: RefCell<Lines<i64>> = RefCell::new(Lines::zeroed(0));
 }
 
-/// `Acc` for one element type: its f32 conversion, its row buffer and its AVX-512 pass.
+/// `Acc` for one element type: its f32 conversion, its row buffer, its AVX-512 pass and its
+/// transposing store.
 macro_rules! impl_acc {
-    ($t:ty, $row:ident, $pass:ident, |$x:ident| $to_f32:expr) => {
+    ($t:ty, $row:ident, $pass:ident, $planes:ident, |$x:ident| $to_f32:expr) => {
         impl Acc for $t {
             fn to_f32(self) -> f32 {
                 let $x = self;
                 $to_f32
+            }
+            fn store_planes(
+                level: Level,
+                buf: &[$t],
+                g: &Geometry,
+                n: usize,
+                dst: &mut [f32],
+                stride: usize,
+                bias: Option<&[f32]>,
+            ) {
+                $planes(level, buf, g, n, dst, stride, bias)
             }
             fn with_row<R>(len: usize, f: impl FnOnce(&mut [$t]) -> R) -> R {
                 $row.with(|b| {
@@ -106,8 +131,50 @@ macro_rules! impl_acc {
     };
 }
 
-impl_acc!(f32, ROW_F32, pass512_f32, |x| x);
-impl_acc!(i64, ROW_I64, pass512_i64, |x| (x as f64 / FIX_SCALE) as f32);
+impl_acc!(f32, ROW_F32, pass512_f32, store_planes_f32, |x| x);
+impl_acc!(
+    i64,
+    ROW_I64,
+    pass512_i64,
+    store_planes_i64,
+    |x| (x as f64 / FIX_SCALE) as f32
+);
+
+/// [`Acc::store_planes`] for f32: the transposing store of [`simd::store_planes`].
+fn store_planes_f32(
+    level: Level,
+    buf: &[f32],
+    g: &Geometry,
+    n: usize,
+    dst: &mut [f32],
+    stride: usize,
+    bias: Option<&[f32]>,
+) {
+    simd::store_planes(level, buf, g.cp, g.co, n, dst, stride, bias)
+}
+
+/// [`Acc::store_planes`] for fixed point: convert (one rounding), then add the bias.
+fn store_planes_i64(
+    _: Level,
+    buf: &[i64],
+    g: &Geometry,
+    n: usize,
+    dst: &mut [f32],
+    stride: usize,
+    bias: Option<&[f32]>,
+) {
+    for o in 0..g.co {
+        let row = &mut dst[o * stride..o * stride + n];
+        let col = buf[o..].iter().step_by(g.cp);
+        match bias {
+            Some(bb) => row
+                .iter_mut()
+                .zip(col)
+                .for_each(|(d, &s)| *d = s.to_f32() + bb[o]),
+            None => row.iter_mut().zip(col).for_each(|(d, &s)| *d = s.to_f32()),
+        }
+    }
+}
 
 /// One cache line.
 #[derive(Clone, Copy, Debug)]
@@ -181,7 +248,7 @@ pub struct Geometry {
 }
 
 impl Geometry {
-    fn of(c: &Conv2d) -> Geometry {
+    pub(crate) fn of(c: &Conv2d) -> Geometry {
         let [kh, kw] = c.kernel();
         let co = c.out_channels();
         Geometry {
@@ -272,6 +339,7 @@ fn par_output_rows(
 /// (storing a register tile straight into `co` planes would touch a new cache line per
 /// element).
 pub(crate) fn via_row_buffer<T: Acc>(
+    level: Level,
     g: &Geometry,
     bias: Option<&[f32]>,
     oy: usize,
@@ -281,17 +349,7 @@ pub(crate) fn via_row_buffer<T: Acc>(
 ) {
     T::with_row(ow * g.cp, |buf| {
         fill(buf);
-        for o in 0..g.co {
-            let dst = &mut ob[(o * oh + oy) * ow..(o * oh + oy + 1) * ow];
-            let src = buf[o..].iter().step_by(g.cp);
-            match bias {
-                Some(bb) => dst
-                    .iter_mut()
-                    .zip(src)
-                    .for_each(|(d, &s)| *d = s.to_f32() + bb[o]),
-                None => dst.iter_mut().zip(src).for_each(|(d, &s)| *d = s.to_f32()),
-            }
-        }
+        T::store_planes(level, buf, g, ow, &mut ob[oy * ow..], oh * ow, bias);
     });
 }
 
@@ -303,6 +361,24 @@ impl DenseConv {
             geo,
             wt,
             bias: c.bias.as_ref().map(|b| b.to_f32().into_owned()),
+        }
+    }
+
+    /// A pointwise (1x1, stride 1, no padding, no bias) convolution with weights `[co][ci]`.
+    pub(crate) fn pointwise(ci: usize, co: usize, w: &[f32]) -> DenseConv {
+        let geo = Geometry {
+            ci,
+            co,
+            cp: co.div_ceil(LANES) * LANES,
+            kh: 1,
+            kw: 1,
+            stride: [1, 1],
+            padding: [0, 0],
+        };
+        DenseConv {
+            wt: Lines::from_slice(&geo.tap_major(w)),
+            geo,
+            bias: None,
         }
     }
 
@@ -431,6 +507,37 @@ impl DenseConv {
             for (c, a) in ap.iter().enumerate() {
                 dst[c * LANES..(c + 1) * LANES].copy_from_slice(a);
             }
+        }
+    }
+}
+
+/// A convolution on real values (MAC path), computed with the algorithm its op carries.
+#[derive(Clone, Debug)]
+pub enum MacConv {
+    Direct(DenseConv),
+    Winograd(WinogradConv),
+}
+
+impl MacConv {
+    pub fn new(c: &Conv2d) -> MacConv {
+        match c.algorithm {
+            ConvAlgorithm::Direct => MacConv::Direct(DenseConv::new(c)),
+            ConvAlgorithm::Winograd2x2 => MacConv::Winograd(WinogradConv::new(c)),
+        }
+    }
+
+    /// `x` is `[lead, ci, h, w]` flattened; writes `[lead, co, oh, ow]`.
+    pub fn run(
+        &self,
+        x: &[f32],
+        lead: usize,
+        hw: (usize, usize),
+        ohw: (usize, usize),
+        level: Level,
+    ) -> (Vec<f32>, ConvCounts) {
+        match self {
+            MacConv::Direct(c) => c.run(x, lead, hw, ohw, level),
+            MacConv::Winograd(c) => c.run(x, lead, hw, level),
         }
     }
 }
@@ -575,6 +682,7 @@ mod tests {
                 stride: [s, s],
                 padding: [p, p],
                 event_driven: true,
+                algorithm: Default::default(),
             };
             let half = Conv2d {
                 weight: conv.weight.to_f16(),

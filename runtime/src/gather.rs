@@ -187,7 +187,7 @@ pub(crate) fn row<T: Acc>(
     let mp = &m.data[b * plane..(b + 1) * plane];
     assert!((oy * g.stride[0] + g.kh) <= m.hp && ((ow - 1) * g.stride[1] + g.kw) <= m.wp);
     assert!(wt.len() == g.kh * g.kw * g.ci * g.cp && g.ci <= m.words * 64);
-    via_row_buffer::<T>(g, bias, oy, (oh, ow), ob, |acc| {
+    via_row_buffer::<T>(level, g, bias, oy, (oh, ow), ob, |acc| {
         if level != Level::Avx512 {
             return pass_portable(level, g, wt, mp, (m.wp, m.words), oy, ow, acc);
         }

@@ -8,7 +8,8 @@
 //! * convolutions on spikes take the **AC path** ([`gather`]): the spikes become per-pixel
 //!   channel bitmaps and every output adds the weight vectors of its active inputs (additions
 //!   only, work proportional to the spikes);
-//! * convolutions on real values take the **MAC path**: a dense, vectorised kernel;
+//! * convolutions on real values take the **MAC path**: a dense, vectorised kernel, or
+//!   Winograd F(2x2, 3x3) ([`winograd`]) where the compiler chose it;
 //! * LIF, BatchNorm, attention primitives, upsampling and the refinement block run as the IR
 //!   defines them ([`ops`]).
 //!
@@ -31,6 +32,7 @@ pub mod ops;
 mod program;
 pub mod simd;
 pub mod tile;
+pub mod winograd;
 
 pub use program::{BnStats, NodeTime, OpCounts, Program, RunOptions, RunResult, RuntimeError};
 pub use simd::Level;

@@ -7,7 +7,7 @@ use spikerc_compiler::interp::{check_input, Array, InterpError};
 use spikerc_compiler::ir::{BinaryOp, Lif, Op, ReduceOp};
 use spikerc_compiler::{NodeId, Verified};
 
-use crate::conv::{DenseConv, SpikeConv};
+use crate::conv::{MacConv, SpikeConv};
 use crate::ops;
 use crate::simd::Level;
 
@@ -114,11 +114,11 @@ enum Kernel {
     Output,
     RepeatTime(usize),
     SpikeConv(SpikeConv),
-    DenseConv(DenseConv),
+    DenseConv(MacConv),
     /// A dense convolution whose input is the same at all `t` time steps (a repeated image,
     /// or such a convolution's output): computed on one step and replicated. Op counts stay
     /// the network's (`t` steps).
-    DenseConvRepeated(DenseConv, usize),
+    DenseConvRepeated(MacConv, usize),
     /// Eval BatchNorm as `y = fma(x, alpha, beta)` (PyTorch's CPU kernel), with the
     /// parameters kept for calibration.
     BatchNorm {
@@ -207,7 +207,7 @@ impl Program {
                     Op::Output => Kernel::Output,
                     Op::RepeatTime { steps } => Kernel::RepeatTime(*steps),
                     Op::Conv2d(c) if c.event_driven => Kernel::SpikeConv(SpikeConv::new(c)),
-                    Op::Conv2d(c) => Kernel::DenseConv(DenseConv::new(c)),
+                    Op::Conv2d(c) => Kernel::DenseConv(MacConv::new(c)),
                     Op::BatchNorm(b) => {
                         let (gm, bt, m, v) = (
                             b.gamma.to_f32(),

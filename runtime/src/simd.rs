@@ -251,15 +251,30 @@ pub fn dense_row(
     ohw: (usize, usize),
     ob: &mut [f32],
 ) {
-    let ow = ohw.1;
-    via_row_buffer(&c.geo, c.bias.as_deref(), oy, ohw, ob, |acc| match level {
+    via_row_buffer(level, &c.geo, c.bias.as_deref(), oy, ohw, ob, |acc| {
+        dense_acc_row(level, c, xb, hw, oy, ohw.1, acc)
+    });
+}
+
+/// Output row `oy` of a dense convolution (no bias) into the channel-last accumulators
+/// `acc` (`[ow][cp]`, every element overwritten), with the kernel of `level`.
+pub(crate) fn dense_acc_row(
+    level: Level,
+    c: &DenseConv,
+    xb: &[f32],
+    hw: (usize, usize),
+    oy: usize,
+    ow: usize,
+    acc: &mut [f32],
+) {
+    match level {
         // SAFETY: `Level::detect` only returns these levels when the CPU has the feature.
         #[cfg(target_arch = "x86_64")]
         Level::Avx512 => unsafe { dense_row_avx512(c, xb, hw, oy, ow, acc) },
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 => unsafe { dense_row_avx2(c, xb, hw, oy, ow, acc) },
         _ => dense_row_body(c, xb, hw, oy, ow, acc),
-    });
+    }
 }
 
 /// Body of the peak-throughput probe: 12 independent `[f32; 16]` chains of `x = x * a + b`
@@ -338,4 +353,139 @@ pub fn peak_mac_per_s(level: Level, threads: usize, seconds: f64) -> f64 {
     });
     let el = t.elapsed().as_secs_f64();
     (iters as f64 * 12.0 * 16.0 * threads.max(1) as f64) / el
+}
+
+/// Writes the channel-last row `src` (`[n][cp]`, `cp` a multiple of 16) into `co` planar
+/// rows: `dst[o * stride + x] = src[x * cp + o]`, plus `bias[o]` when given (one f32 add, as
+/// everywhere), for `x < n`. Pure data movement apart from that add, so every level gives the
+/// same bits; AVX-512 transposes 16 x 16 blocks in registers.
+pub(crate) fn store_planes(
+    level: Level,
+    src: &[f32],
+    cp: usize,
+    co: usize,
+    n: usize,
+    dst: &mut [f32],
+    stride: usize,
+    bias: Option<&[f32]>,
+) {
+    assert!(cp % LANES == 0 && co <= cp && src.len() >= n * cp);
+    assert!(co == 0 || n == 0 || dst.len() >= (co - 1) * stride + n);
+    let mut x0 = 0;
+    #[cfg(target_arch = "x86_64")]
+    if level == Level::Avx512 {
+        // SAFETY: AVX-512 was detected (`Level`); bounds asserted above.
+        x0 = unsafe { store_planes512(src, cp, co, n, dst, stride, bias) };
+    }
+    let _ = level;
+    if x0 == n {
+        return;
+    }
+    for o in 0..co {
+        let row = &mut dst[o * stride + x0..o * stride + n];
+        let col = src[x0 * cp + o..].iter().step_by(cp);
+        match bias {
+            Some(bb) => row.iter_mut().zip(col).for_each(|(d, &s)| *d = s + bb[o]),
+            None => row.iter_mut().zip(col).for_each(|(d, &s)| *d = s),
+        }
+    }
+}
+
+/// The 16-pixel blocks of [`store_planes`]; returns the first pixel it left to the caller.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn store_planes512(
+    src: &[f32],
+    cp: usize,
+    co: usize,
+    n: usize,
+    dst: &mut [f32],
+    stride: usize,
+    bias: Option<&[f32]>,
+) -> usize {
+    use std::arch::x86_64::*;
+    let blocks = n / LANES;
+    for o0 in (0..co).step_by(LANES) {
+        for xb in 0..blocks {
+            let x0 = xb * LANES;
+            // r[p] = channels o0..o0+16 of pixel x0 + p.
+            let mut r: [__m512; 16] =
+                std::array::from_fn(|p| _mm512_loadu_ps(src.as_ptr().add((x0 + p) * cp + o0)));
+            // 16 x 16 transpose: 32-bit, 64-bit, then two 128-bit interleaving stages.
+            let mut t = [_mm512_setzero_ps(); 16];
+            for k in 0..8 {
+                t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+                t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+            }
+            for k in 0..4 {
+                for j in 0..2 {
+                    let (a, b) = (
+                        _mm512_castps_pd(t[4 * k + j]),
+                        _mm512_castps_pd(t[4 * k + j + 2]),
+                    );
+                    r[4 * k + j] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+                    r[4 * k + j + 2] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+                }
+            }
+            for k in 0..2 {
+                for j in 0..4 {
+                    let (a, b) = (r[8 * k + j], r[8 * k + j + 4]);
+                    t[8 * k + j] = _mm512_shuffle_f32x4::<0x88>(a, b);
+                    t[8 * k + j + 4] = _mm512_shuffle_f32x4::<0xdd>(a, b);
+                }
+            }
+            for j in 0..8 {
+                let (a, b) = (t[j], t[j + 8]);
+                r[j] = _mm512_shuffle_f32x4::<0x88>(a, b);
+                r[j + 8] = _mm512_shuffle_f32x4::<0xdd>(a, b);
+            }
+            // r[q] now holds channel o0 + perm(q) for pixels x0..x0+16.
+            for (q, v) in r.iter().enumerate() {
+                let o = o0 + TRANSPOSE_ROW[q];
+                if o < co {
+                    let v = match bias {
+                        Some(bb) => _mm512_add_ps(*v, _mm512_set1_ps(bb[o])),
+                        None => *v,
+                    };
+                    _mm512_storeu_ps(dst.as_mut_ptr().add(o * stride + x0), v);
+                }
+            }
+        }
+    }
+    blocks * LANES
+}
+
+/// Which channel of a block each register holds after [`store_planes512`]'s shuffles.
+#[cfg(target_arch = "x86_64")]
+const TRANSPOSE_ROW: [usize; 16] = [0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_planes_transposes_at_every_level() {
+        for (n, co, cp) in [(37, 40, 48), (16, 16, 16), (5, 3, 16), (48, 96, 96)] {
+            let src: Vec<f32> = (0..n * cp).map(|i| i as f32 * 0.5 - 3.0).collect();
+            let bias: Vec<f32> = (0..co).map(|o| o as f32 * 0.25).collect();
+            let stride = n + 7;
+            for level in [Level::detect(), Level::Avx2, Level::Baseline] {
+                for b in [None, Some(&bias[..])] {
+                    let mut dst = vec![f32::NAN; co * stride];
+                    store_planes(level, &src, cp, co, n, &mut dst, stride, b);
+                    for o in 0..co {
+                        for x in 0..stride {
+                            let got = dst[o * stride + x];
+                            if x < n {
+                                let want = src[x * cp + o] + b.map_or(0.0, |bb| bb[o]);
+                                assert_eq!(got, want, "{level:?} n={n} co={co} o={o} x={x}");
+                            } else {
+                                assert!(got.is_nan(), "wrote past the row");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

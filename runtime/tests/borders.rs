@@ -2,9 +2,9 @@
 //! tiling and padding, all against the reference interpreter.
 
 use spikerc_compiler::interp::{self, Array};
-use spikerc_compiler::ir::{BatchNorm, Conv2d, Lif, Reset};
+use spikerc_compiler::ir::{BatchNorm, Conv2d, ConvAlgorithm, Lif, Reset};
 use spikerc_compiler::{Graph, Op, Tensor, Verified};
-use spikerc_runtime::{tile, Program, RunOptions};
+use spikerc_runtime::{tile, Level, Program, RunOptions};
 
 const T: usize = 2;
 
@@ -30,6 +30,7 @@ fn spike_conv_graph(co: usize, k: usize, stride: usize, pad: usize, mean_time: b
         stride: [stride, stride],
         padding: [pad, pad],
         event_driven: true,
+        algorithm: Default::default(),
     };
     let c = g.add("conv", Op::Conv2d(conv), &[s]).unwrap();
     let c = if mean_time {
@@ -108,6 +109,7 @@ fn unfolded_batch_norm_and_real_convs_match_the_interpreter() {
         stride: [1, 1],
         padding: [1, 1],
         event_driven: false,
+        algorithm: Default::default(),
     };
     let c = g.add("embed", Op::Conv2d(conv), &[x]).unwrap();
     let bn = BatchNorm {
@@ -147,4 +149,76 @@ fn tiles_with_enough_overlap_reproduce_the_whole_image_and_odd_sizes_are_padded(
         "overlap work is counted"
     );
     assert!(tile::run_tiled(&p, &input, 0, 1, &opts()).is_err());
+}
+
+/// input(ci) -> conv 3x3 ci -> co (Winograd F(2x2,3x3), optional bias) -> output.
+fn winograd_graph(ci: usize, co: usize, bias: bool) -> Verified {
+    let mut g = Graph::new();
+    let x = g.add("input", Op::Input { channels: ci }, &[]).unwrap();
+    let conv = Conv2d {
+        weight: Tensor::from_f32(
+            vec![co, ci, 3, 3],
+            (0..co * ci * 9)
+                .map(|i| ((i * 37 % 23) as f32 - 11.0) / 17.0)
+                .collect(),
+        ),
+        bias: bias
+            .then(|| Tensor::from_f32(vec![co], (0..co).map(|o| o as f32 * 0.01 - 0.1).collect())),
+        stride: [1, 1],
+        padding: [1, 1],
+        event_driven: false,
+        algorithm: ConvAlgorithm::Winograd2x2,
+    };
+    let c = g.add("conv", Op::Conv2d(conv), &[x]).unwrap();
+    g.add("output", Op::Output, &[c]).unwrap();
+    Verified::new(g).unwrap()
+}
+
+#[test]
+fn winograd_convs_match_the_interpreter_at_every_size_and_level() {
+    // Odd and even sizes, single rows/columns, widths past one 16-column block and one task
+    // chunk, channel counts across a 16-lane boundary; signed inputs (zeros of both signs).
+    for (ci, co, bias, h, w) in [
+        (3, 5, false, 5, 7),
+        (16, 16, true, 1, 1),
+        (16, 20, true, 2, 3),
+        (17, 33, false, 9, 40),
+        (24, 48, true, 6, 75),
+        (8, 16, true, 3, 300),
+        (96, 96, true, 3, 201),
+    ] {
+        let g = winograd_graph(ci, co, bias);
+        let n = 2 * ci * h * w;
+        let input = Array::new(
+            vec![2, ci, h, w],
+            (0..n)
+                .map(|i| match i % 11 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    _ => ((i * 13 % 29) as f32 - 14.0) / 7.0,
+                })
+                .collect(),
+        );
+        let want = interp::run(&g, &input).unwrap().outputs;
+        for level in [Level::detect(), Level::Avx2, Level::Baseline] {
+            for threads in [1, 2] {
+                let r = Program::with_level(&g, level)
+                    .run(
+                        &input,
+                        &RunOptions {
+                            threads,
+                            profile: false,
+                        },
+                    )
+                    .unwrap();
+                let bits = |a: &[Array]| a[0].data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&r.outputs),
+                    bits(&want),
+                    "{ci}->{co} {h}x{w} {level:?} {threads}"
+                );
+                assert_eq!(r.ops["conv"].mac, (2 * co * h * w * ci * 9) as u64);
+            }
+        }
+    }
 }

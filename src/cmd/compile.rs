@@ -1,10 +1,10 @@
-//! `spikerc compile WEIGHTS [--config FILE] [--time-steps T] [--precision f32|f16] -o OUT`
+//! `spikerc compile WEIGHTS [--config FILE] [--time-steps T] [--precision f32|f16] [--no-winograd] -o OUT`
 //! `spikerc compile WEIGHTS --target lynxi[:PRESET|:FILE.toml] [--input-size HxW] -o DIR`
 //! (an accelerator deployment directory, f16 by default; see `spikerc-targets`)
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
-use spikerc_compiler::passes::Precision;
+use spikerc_compiler::passes::{OptimizeOptions, Precision};
 use std::path::PathBuf;
 
 use super::HyperOpts;
@@ -29,9 +29,23 @@ pub struct Args {
     /// Output artifact file (a directory with --target).
     #[arg(short = 'o', long = "output")]
     pub output: PathBuf,
+    /// Compute every convolution directly: no Winograd F(2x2, 3x3) for the real-valued 3x3
+    /// convolutions (slower on the CPU runtime; plain-convolution rounding).
+    #[arg(long)]
+    pub no_winograd: bool,
     /// Also write the compile report (passes, quantization error) as JSON.
     #[arg(long)]
     pub report: Option<PathBuf>,
+}
+
+impl Args {
+    /// The pipeline options, with `default` precision unless `--precision` is given.
+    pub fn options(&self, default: Precision) -> OptimizeOptions {
+        OptimizeOptions {
+            precision: self.precision.unwrap_or(default),
+            winograd: !self.no_winograd,
+        }
+    }
 }
 
 pub fn main(a: Args) -> anyhow::Result<()> {
@@ -39,7 +53,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         return super::simulate::compile_target(&a, t);
     }
     let hp = a.hyper.resolve()?;
-    let art = spikerc_models::compile_checkpoint(&a.weights, &hp, a.precision.unwrap_or(Precision::F32))?;
+    let art = spikerc_models::compile_checkpoint(&a.weights, &hp, a.options(Precision::F32))?;
     let bytes = art.to_bytes();
     if let Some(r) = &a.report {
         let json = serde_json::to_vec_pretty(&art.report)?;

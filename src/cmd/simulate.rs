@@ -62,16 +62,16 @@ pub fn compile_target(a: &super::compile::Args, target: &str) -> anyhow::Result<
     let bytes = std::fs::read(&a.weights)
         .with_context(|| format!("{}: cannot read", a.weights.display()))?;
     let art = if Artifact::sniff(&bytes) {
-        if a.precision.is_some() {
+        if a.precision.is_some() || a.no_winograd {
             bail!(
-                "{}: is a compiled artifact; --precision applies to checkpoints only",
+                "{}: is a compiled artifact; --precision and --no-winograd apply to checkpoints only",
                 a.weights.display()
             );
         }
         Artifact::from_bytes(&bytes, &a.weights.display().to_string())?
     } else {
         let hp = a.hyper.resolve()?;
-        spikerc_models::compile_checkpoint(&a.weights, &hp, a.precision.unwrap_or(Precision::F16))?
+        spikerc_models::compile_checkpoint(&a.weights, &hp, a.options(Precision::F16))?
     };
     let dep = lynxi::compile(
         &art,

@@ -1,7 +1,8 @@
 //! The interpreter's kernels: straightforward loops that spell out the arithmetic contract.
 
-use crate::ir::{BatchNorm, BinaryOp, Conv2d, Lif, ReduceOp, Reset};
+use crate::ir::{BatchNorm, BinaryOp, Conv2d, ConvAlgorithm, Lif, ReduceOp, Reset};
 use crate::tensor::TensorData;
+use crate::winograd;
 
 use super::Array;
 
@@ -15,8 +16,13 @@ fn planes(shape: &[usize]) -> (usize, usize, usize, usize) {
 /// Convolution: per output, `acc += w * x` (f32, no fused multiply-add) from 0 in the
 /// canonical order kernel row -> kernel column -> input channel, bias added last. `wide`
 /// accumulates every product in f64 and rounds once (the interpreter's high-precision mode);
-/// f16 event-driven convolutions always do (exact, see the module docs).
+/// f16 event-driven convolutions always do (exact, see the module docs). Convolutions marked
+/// [`ConvAlgorithm::Winograd2x2`] follow [`conv2d_winograd`] instead (except in `wide` mode,
+/// which stays the high-precision direct sum).
 pub fn conv2d(x: &Array, c: &Conv2d, out_shape: &[usize], wide: bool) -> Array {
+    if c.algorithm == ConvAlgorithm::Winograd2x2 && !wide {
+        return conv2d_winograd(x, c, out_shape);
+    }
     let (lead, ci, h, w) = planes(&x.shape);
     let (_, co, oh, ow) = planes(out_shape);
     let [kh, kw] = c.kernel();
@@ -65,6 +71,62 @@ pub fn conv2d(x: &Array, c: &Conv2d, out_shape: &[usize], wide: bool) -> Array {
             for p in 0..oh * ow {
                 let s = if exact { acc64[p] as f32 } else { acc32[p] };
                 dst[p] = if bias.is_some() { s + bv } else { s };
+            }
+        }
+    }
+    Array::new(out_shape.to_vec(), out)
+}
+
+/// A 3x3, stride-1, padding-1 convolution by Winograd F(2x2, 3x3), exactly as the contract in
+/// [`crate::winograd`] spells it: per 2x2 output tile, the 4x4 input patch (zeros outside the
+/// image) of every input channel is transformed, the 16 positions accumulate
+/// `U[o][i] * V[i]` over input channels 0, 1, ... from `+0`, and the output transform plus
+/// the bias gives the tile's in-image outputs.
+pub fn conv2d_winograd(x: &Array, c: &Conv2d, out_shape: &[usize]) -> Array {
+    let (lead, ci, h, w) = planes(&x.shape);
+    let (_, co, oh, ow) = planes(out_shape);
+    assert!(c.winograd_eligible() && (oh, ow) == (h, w), "verified: 3x3, stride 1, padding 1");
+    let u = winograd::transform_weights(&c.weight.to_f32(), co, ci);
+    let bias = c.bias.as_ref().map(|b| b.to_f32().into_owned());
+    let at = |xb: &[f32], i: usize, y: isize, x: isize| -> f32 {
+        if y < 0 || x < 0 || y >= h as isize || x >= w as isize {
+            0.0
+        } else {
+            xb[(i * h + y as usize) * w + x as usize]
+        }
+    };
+    let mut out = vec![0f32; lead * co * oh * ow];
+    let mut v = vec![[[0f32; 4]; 4]; ci];
+    for b in 0..lead {
+        let xb = &x.data[b * ci * h * w..(b + 1) * ci * h * w];
+        for ty in 0..oh.div_ceil(winograd::TILE) {
+            for tx in 0..ow.div_ceil(winograd::TILE) {
+                let (y0, x0) = ((2 * ty) as isize - 1, (2 * tx) as isize - 1);
+                for (i, vi) in v.iter_mut().enumerate() {
+                    let d = std::array::from_fn(|r| {
+                        std::array::from_fn(|col| at(xb, i, y0 + r as isize, x0 + col as isize))
+                    });
+                    *vi = winograd::input_tile(d);
+                }
+                for o in 0..co {
+                    let mut m = [[0f32; 4]; 4];
+                    for (i, vi) in v.iter().enumerate() {
+                        for p in 0..winograd::POSITIONS {
+                            let (r, col) = (p / 4, p % 4);
+                            m[r][col] += u[(p * co + o) * ci + i] * vi[r][col];
+                        }
+                    }
+                    let y = winograd::output_tile(m);
+                    for (r, yr) in y.iter().enumerate() {
+                        for (col, &yv) in yr.iter().enumerate() {
+                            let (oy, ox) = (2 * ty + r, 2 * tx + col);
+                            if oy < oh && ox < ow {
+                                out[((b * co + o) * oh + oy) * ow + ox] =
+                                    bias.as_ref().map_or(yv, |bb| yv + bb[o]);
+                            }
+                        }
+                    }
+                }
             }
         }
     }

@@ -15,7 +15,7 @@ mod op;
 mod print;
 
 pub use fact::{DType, Dim, Fact, Shape, ValueKind};
-pub use op::{BatchNorm, BinaryOp, Conv2d, CostClass, Lif, Op, ReduceOp, Reset};
+pub use op::{BatchNorm, BinaryOp, Conv2d, ConvAlgorithm, CostClass, Lif, Op, ReduceOp, Reset};
 
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::{EdgeRef, IntoEdgeReferences, NodeIndexable};

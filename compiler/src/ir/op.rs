@@ -21,6 +21,20 @@ pub struct Conv2d {
     /// Set by shape/kind inference: the input is spikes, so the conv is executed and costed
     /// as accumulates (AC) of weight columns per spike rather than multiply-accumulates.
     pub event_driven: bool,
+    /// How the convolution is computed (its rounding); set by the `winograd` pass.
+    pub algorithm: ConvAlgorithm,
+}
+
+/// The arithmetic of a convolution. Both compute the same mathematical function; they round
+/// differently, and every engine reproduces the one an op carries bit for bit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConvAlgorithm {
+    /// Direct summation in the canonical order (see `interp::kernels::conv2d`).
+    #[default]
+    Direct,
+    /// Winograd F(2x2, 3x3) ([`crate::winograd`]): real-valued 3x3 convolutions with stride 1
+    /// and padding 1 only.
+    Winograd2x2,
 }
 
 impl Conv2d {
@@ -32,6 +46,10 @@ impl Conv2d {
     }
     pub fn kernel(&self) -> [usize; 2] {
         [self.weight.shape[2], self.weight.shape[3]]
+    }
+    /// Whether [`ConvAlgorithm::Winograd2x2`] can compute this convolution.
+    pub fn winograd_eligible(&self) -> bool {
+        !self.event_driven && self.kernel() == [3, 3] && self.stride == [1, 1] && self.padding == [1, 1]
     }
 }
 
@@ -301,6 +319,15 @@ impl Op {
                     return Err(format!(
                         "is event-driven (AC-costed) but its input is {}",
                         x.kind
+                    ));
+                }
+                if c.algorithm == ConvAlgorithm::Winograd2x2 && !c.winograd_eligible() {
+                    return Err(format!(
+                        "is marked Winograd F(2x2,3x3) but is {} with kernel {:?}, stride {:?}, padding {:?} (needs a real-valued 3x3 conv, stride 1, padding 1)",
+                        if c.event_driven { "event-driven" } else { "real-valued" },
+                        c.kernel(),
+                        c.stride,
+                        c.padding
                     ));
                 }
                 let r = x.shape.rank();

@@ -5,7 +5,7 @@
 
 use std::fmt::{self, Write};
 
-use super::op::{Op, Reset};
+use super::op::{ConvAlgorithm, Op, Reset};
 use super::Graph;
 
 impl Graph {
@@ -56,6 +56,9 @@ fn attributes(op: &Op) -> String {
             );
             if let Some(b) = &c.bias {
                 let _ = write!(s, " b:{}", b.dtype());
+            }
+            if c.algorithm == ConvAlgorithm::Winograd2x2 {
+                s.push_str(" winograd2x2");
             }
             s
         }

@@ -3,17 +3,19 @@
 //! Each pass is a named unit implementing [`Pass`]; [`PassManager`] runs a sequence and, when
 //! asked (always in tests and debug builds), verifies the graph after every pass, naming the pass
 //! that broke it. [`optimize`] is the standard pipeline used by `spikerc compile`:
-//! `infer -> fold-bn -> dce -> infer [-> quantize-f16]`.
+//! `infer -> fold-bn -> dce -> infer -> winograd [-> quantize-f16]`.
 
 mod dce;
 mod fold_bn;
 mod infer;
 mod quantize;
+mod winograd;
 
 pub use dce::Dce;
 pub use fold_bn::FoldBatchNorm;
 pub use infer::InferFacts;
 pub use quantize::{LayerQuantError, QuantReport, QuantizeF16};
+pub use winograd::ChooseWinograd;
 
 use serde::{Deserialize, Serialize};
 
@@ -110,6 +112,22 @@ impl std::str::FromStr for Precision {
     }
 }
 
+/// The choices of the standard pipeline ([`optimize`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OptimizeOptions {
+    pub precision: Precision,
+    /// Compute eligible real-valued 3x3 convolutions with Winograd F(2x2, 3x3) (the
+    /// `winograd` pass); off, every convolution is direct.
+    pub winograd: bool,
+}
+
+impl From<Precision> for OptimizeOptions {
+    /// `precision` with the default choices (Winograd on).
+    fn from(precision: Precision) -> Self {
+        OptimizeOptions { precision, winograd: true }
+    }
+}
+
 /// What the standard pipeline did.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct OptimizeReport {
@@ -120,14 +138,17 @@ pub struct OptimizeReport {
 /// The standard pipeline. `verify_each` forces verification after every pass (it is on by
 /// default in debug and test builds); the result is always verified once at the end, which is
 /// how the [`Verified`] graph it returns is made.
-pub fn optimize(mut g: Graph, precision: Precision, verify_each: bool) -> Result<(Verified, OptimizeReport), PassError> {
+pub fn optimize(mut g: Graph, opts: impl Into<OptimizeOptions>, verify_each: bool) -> Result<(Verified, OptimizeReport), PassError> {
+    let opts = opts.into();
     let mut pm = PassManager { verify_each: verify_each || cfg!(debug_assertions), log: Vec::new() };
     pm.run(&mut g, &mut InferFacts)?;
     pm.run(&mut g, &mut FoldBatchNorm)?;
     pm.run(&mut g, &mut Dce)?;
     pm.run(&mut g, &mut InferFacts)?;
+    let min_channels = if opts.winograd { ChooseWinograd::default().min_channels } else { usize::MAX };
+    pm.run(&mut g, &mut ChooseWinograd { min_channels })?;
     let mut quantization = None;
-    if precision == Precision::F16 {
+    if opts.precision == Precision::F16 {
         let mut q = QuantizeF16::default();
         pm.run(&mut g, &mut q)?;
         quantization = Some(q.report);
@@ -229,11 +250,35 @@ mod tests {
         let g0 = small();
         let (g, rep) = optimize(g0.clone(), Precision::F32, true).unwrap();
         let names: Vec<_> = rep.passes.iter().map(|p| p.pass.as_str()).collect();
-        assert_eq!(names, ["infer", "fold-bn", "dce", "infer"]);
+        assert_eq!(names, ["infer", "fold-bn", "dce", "infer", "winograd"]);
         assert!(rep.quantization.is_none());
         let (a, b) = (exec(&g0), exec(&g));
         assert!(max_diff(&a, &b) < 1e-5);
         assert_eq!(a.spikes, b.spikes);
+    }
+
+    #[test]
+    fn winograd_marks_wide_real_3x3_convs_and_keeps_results_within_rounding() {
+        let mut g = small();
+        InferFacts.run(&mut g).unwrap();
+        let direct = g.to_text();
+        assert_eq!(ChooseWinograd::default().run(&mut g).unwrap(), 0, "4 channels: below the default 16");
+        let mut w = g.clone();
+        assert_eq!(ChooseWinograd { min_channels: 1 }.run(&mut w).unwrap(), 2);
+        verify(&w).unwrap();
+        let marked: Vec<_> = w
+            .ids()
+            .filter(|&i| matches!(&w.node(i).op, Op::Conv2d(c) if c.algorithm == crate::ir::ConvAlgorithm::Winograd2x2))
+            .map(|i| w.node(i).name.clone())
+            .collect();
+        assert_eq!(marked, ["stem", "head"], "real-valued 3x3 stride-1 convs only (not the event-driven ones)");
+        assert!(w.to_text().contains("winograd2x2"));
+        let (a, b) = (exec(&g), exec(&w));
+        assert_ne!(a.outputs[0].data, b.outputs[0].data, "Winograd rounds differently");
+        assert!(max_diff(&a, &b) < 1e-5, "diff {}", max_diff(&a, &b));
+        assert_eq!(a.spikes, b.spikes);
+        assert_eq!(ChooseWinograd { min_channels: usize::MAX }.run(&mut w).unwrap(), 2, "off: back to direct");
+        assert_eq!(w.to_text(), direct);
     }
 
     #[test]

@@ -278,6 +278,7 @@ impl Builder<'_> {
             stride: [stride; 2],
             padding: [pad; 2],
             event_driven: false,
+            algorithm: Default::default(),
         });
         Ok(self.g.add(name, op, &[x])?)
     }
