@@ -1,6 +1,6 @@
 //! Runtime benchmark: the SpikerIR paper configuration (4 levels, dim 48, 2 blocks per level,
-//! T = 4, 23.6 M parameters) at 256x256 on 2 threads, f32 and f16 artifacts, plus libtorch
-//! dense execution of the same checkpoint (feature `torch`).
+//! T = 4, 23.6 M parameters) at 256x256 on 2 threads, f32 (Winograd and direct) and f16
+//! artifacts, plus libtorch dense execution of the same checkpoint (feature `torch`).
 //!
 //! The model is generated in memory as `spikerc gen-model` does: PyTorch-default random
 //! weights, then BatchNorm statistics calibrated on one forward pass over image crops so every
@@ -10,7 +10,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use spikerc_compiler::interp::Array;
-use spikerc_compiler::passes::Precision;
+use spikerc_compiler::passes::{OptimizeOptions, Precision};
 use spikerc_compiler::Verified;
 use spikerc_models::spikerir::{import, random_checkpoint, Architecture};
 use spikerc_models::{Checkpoint, HyperParams};
@@ -105,12 +105,15 @@ fn bench_runtime(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(20));
-    for precision in [Precision::F32, Precision::F16] {
-        let art = spikerc_models::compile(&ckpt, &hp, precision, "paper").unwrap();
+    for (precision, winograd, name) in [
+        (Precision::F32, true, "runtime_f32"),
+        (Precision::F32, false, "runtime_f32_direct"),
+        (Precision::F16, true, "runtime_f16"),
+    ] {
+        let opts_c = OptimizeOptions { precision, winograd };
+        let art = spikerc_models::compile(&ckpt, &hp, opts_c, "paper").unwrap();
         let p = Program::new(&art.graph);
-        group.bench_function(format!("runtime_{precision}"), |b| {
-            b.iter(|| p.run(&x, &opts).unwrap())
-        });
+        group.bench_function(name, |b| b.iter(|| p.run(&x, &opts).unwrap()));
     }
     #[cfg(feature = "torch")]
     {

@@ -152,9 +152,10 @@ mod tests {
     fn weights_are_laid_out_position_major() {
         let w: Vec<f32> = (0..2 * 3 * 9).map(|i| i as f32).collect();
         let u = transform_weights(&w, 2, 3);
-        let k = &w[(1 * 3 + 2) * 9..(1 * 3 + 3) * 9];
+        let (o, i) = (1, 2);
+        let k = &w[(o * 3 + i) * 9..(o * 3 + i + 1) * 9];
         let t = kernel_tile([[k[0], k[1], k[2]], [k[3], k[4], k[5]], [k[6], k[7], k[8]]]);
-        assert_eq!(u[(5 * 2 + 1) * 3 + 2], t[1][1]);
-        assert_eq!(u[(15 * 2 + 1) * 3 + 2], k[8], "corner of U is the kernel corner");
+        assert_eq!(u[(5 * 2 + o) * 3 + i], t[1][1]);
+        assert_eq!(u[(15 * 2 + o) * 3 + i], k[8], "corner of U is the kernel corner");
     }
 }

@@ -369,7 +369,7 @@ pub(crate) fn store_planes(
     stride: usize,
     bias: Option<&[f32]>,
 ) {
-    assert!(cp % LANES == 0 && co <= cp && src.len() >= n * cp);
+    assert!(cp.is_multiple_of(LANES) && co <= cp && src.len() >= n * cp);
     assert!(co == 0 || n == 0 || dst.len() >= (co - 1) * stride + n);
     let mut x0 = 0;
     #[cfg(target_arch = "x86_64")]
