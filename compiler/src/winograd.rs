@@ -51,43 +51,43 @@ pub fn out_1d<T: Copy + Add<Output = T> + Sub<Output = T>>(m: [T; 4]) -> [T; 2] 
 pub fn kernel_1d<T: Copy + Add<Output = T> + Sub<Output = T> + Mul<f32, Output = T>>(
     g: [T; 3],
 ) -> [T; 4] {
-    [g[0], (g[0] + g[1] + g[2]) * 0.5, (g[0] - g[1] + g[2]) * 0.5, g[2]]
+    [
+        g[0],
+        (g[0] + g[1] + g[2]) * 0.5,
+        (g[0] - g[1] + g[2]) * 0.5,
+        g[2],
+    ]
+}
+
+/// A square tile transformed by the 1-D step `f` along both axes: rows first (`f` on every
+/// column, i.e. `X d`), then columns (`f` on every row of that, i.e. `(X d) X^T`).
+fn rows_then_columns<const I: usize, const O: usize>(
+    d: [[f32; I]; I],
+    f: impl Fn([f32; I]) -> [f32; O],
+) -> [[f32; O]; O] {
+    let mut rows = [[0f32; I]; O];
+    for c in 0..I {
+        let col = f(std::array::from_fn(|r| d[r][c]));
+        for r in 0..O {
+            rows[r][c] = col[r];
+        }
+    }
+    rows.map(f)
 }
 
 /// `V = B^T d B` for one input patch `d[row][col]`.
 pub fn input_tile(d: [[f32; 4]; 4]) -> [[f32; 4]; 4] {
-    let mut rows = [[0f32; 4]; 4];
-    for c in 0..4 {
-        let col = in_1d([d[0][c], d[1][c], d[2][c], d[3][c]]);
-        for r in 0..4 {
-            rows[r][c] = col[r];
-        }
-    }
-    rows.map(in_1d)
+    rows_then_columns(d, in_1d)
 }
 
 /// `Y = A^T M A` for one transformed tile (before the bias).
 pub fn output_tile(m: [[f32; 4]; 4]) -> [[f32; 2]; 2] {
-    let mut rows = [[0f32; 4]; 2];
-    for c in 0..4 {
-        let col = out_1d([m[0][c], m[1][c], m[2][c], m[3][c]]);
-        for r in 0..2 {
-            rows[r][c] = col[r];
-        }
-    }
-    rows.map(out_1d)
+    rows_then_columns(m, out_1d)
 }
 
 /// `U = G g G^T` for one 3x3 kernel `g[row][col]`.
 pub fn kernel_tile(g: [[f32; 3]; 3]) -> [[f32; 4]; 4] {
-    let mut rows = [[0f32; 3]; 4];
-    for c in 0..3 {
-        let col = kernel_1d([g[0][c], g[1][c], g[2][c]]);
-        for r in 0..4 {
-            rows[r][c] = col[r];
-        }
-    }
-    rows.map(kernel_1d)
+    rows_then_columns(g, kernel_1d)
 }
 
 /// Transformed weights of a `[co, ci, 3, 3]` kernel, laid out `[position][co][ci]`
@@ -137,12 +137,16 @@ mod tests {
             let d: [[f32; 4]; 4] = std::array::from_fn(|_| std::array::from_fn(|_| next()));
             let g: [[f32; 3]; 3] = std::array::from_fn(|_| std::array::from_fn(|_| next()));
             let (u, v) = (kernel_tile(g), input_tile(d));
-            let m: [[f32; 4]; 4] = std::array::from_fn(|r| std::array::from_fn(|c| u[r][c] * v[r][c]));
+            let m: [[f32; 4]; 4] =
+                std::array::from_fn(|r| std::array::from_fn(|c| u[r][c] * v[r][c]));
             let y = output_tile(m);
             let want = direct(&d, &g);
             for r in 0..2 {
                 for c in 0..2 {
-                    assert!((y[r][c] as f64 - want[r][c]).abs() < 1e-5, "{y:?} vs {want:?}");
+                    assert!(
+                        (y[r][c] as f64 - want[r][c]).abs() < 1e-5,
+                        "{y:?} vs {want:?}"
+                    );
                 }
             }
         }
@@ -156,6 +160,10 @@ mod tests {
         let k = &w[(o * 3 + i) * 9..(o * 3 + i + 1) * 9];
         let t = kernel_tile([[k[0], k[1], k[2]], [k[3], k[4], k[5]], [k[6], k[7], k[8]]]);
         assert_eq!(u[(5 * 2 + o) * 3 + i], t[1][1]);
-        assert_eq!(u[(15 * 2 + o) * 3 + i], k[8], "corner of U is the kernel corner");
+        assert_eq!(
+            u[(15 * 2 + o) * 3 + i],
+            k[8],
+            "corner of U is the kernel corner"
+        );
     }
 }

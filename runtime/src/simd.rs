@@ -228,19 +228,6 @@ unsafe fn dense_row_avx512(
     });
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn dense_row_avx2(
-    c: &DenseConv,
-    xb: &[f32],
-    hw: (usize, usize),
-    oy: usize,
-    ow: usize,
-    acc: &mut [f32],
-) {
-    dense_row_body(c, xb, hw, oy, ow, acc)
-}
-
 /// Dispatches one dense output row to the kernel of `level`.
 pub fn dense_row(
     level: Level,
@@ -268,12 +255,10 @@ pub(crate) fn dense_acc_row(
     acc: &mut [f32],
 ) {
     match level {
-        // SAFETY: `Level::detect` only returns these levels when the CPU has the feature.
+        // SAFETY: `Level::detect` only returns AVX-512 when the CPU has it.
         #[cfg(target_arch = "x86_64")]
         Level::Avx512 => unsafe { dense_row_avx512(c, xb, hw, oy, ow, acc) },
-        #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => unsafe { dense_row_avx2(c, xb, hw, oy, ow, acc) },
-        _ => dense_row_body(c, xb, hw, oy, ow, acc),
+        _ => isa!(level, dense_row_body(c, xb, hw, oy, ow, acc)),
     }
 }
 
