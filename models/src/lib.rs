@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod eval;
 mod error;
+pub mod input;
 pub mod spikerir;
 pub mod train;
 #[cfg(feature = "torch")]
