@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# The project's test command: every test of every crate, feature `torch` included.
-# Installs libtorch (torch==2.13.0 in .venv) first when missing.
+# The project's test command: every test of every crate with feature `torch`, then the
+# pure-Rust configuration (no `torch` feature: the build users without libtorch get), then the
+# Python package (built into the project venv) and its pytest suite.
+# Installs libtorch (torch==2.13.0 in .venv) first when missing. Extra arguments go to the
+# first `cargo test`.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/setup-torch.sh"
@@ -12,3 +15,9 @@ if [ ! -d "$SPIKERC_SHARED/fixtures" ]; then
 fi
 cd "$root"
 cargo test --workspace --features torch "$@"
+echo "test.sh: pure-Rust configuration (no torch feature)" >&2
+cargo test --workspace
+if [ -x "$root/scripts/test-python.sh" ]; then
+  echo "test.sh: Python package" >&2
+  "$root/scripts/test-python.sh"
+fi

@@ -1,7 +1,9 @@
-//! PyTorch `.pt` import: every shared fixture compiles from `model.pt` to the same artifact
-//! bytes as from `model.safetensors` (f32 and f16), and damaged `.pt` files are one clear error
-//! with exit code 1, no panic or abort and no output file.
-#![cfg(feature = "torch")]
+//! PyTorch `.pt` import (pure Rust, with or without feature `torch`): every shared fixture
+//! compiles from `model.pt` to the same artifact bytes as from `model.safetensors` (f32 and
+//! f16); training checkpoints (`{"state_dict": ...}`, `{"model": ...}`, `{"params": ...}` with
+//! optimizer state beside, `module.` prefixes, non-contiguous and f16 tensors, written by real
+//! PyTorch) compile to the same artifact too; damaged `.pt` files are one clear error with
+//! exit code 1, no panic or abort and no output file.
 
 mod common;
 
@@ -97,4 +99,58 @@ fn damaged_pt_files_are_one_clear_error() {
     // Flipped bytes inside a tensor are caught by the CRC check, naming the entry.
     assert!(errors[1].contains("Invalid checksum"), "{}", errors[1]);
     insta::assert_snapshot!(errors.join(""));
+}
+
+/// The project venv's python (torch 2.13.0, installed by scripts/setup-torch.sh, which the
+/// test command runs first).
+fn venv_python() -> std::path::PathBuf {
+    let venv = std::env::var_os("SPIKERC_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+    let py = venv.join("bin/python");
+    assert!(py.is_file(), "{} missing: run scripts/setup-torch.sh (the test command does)", py.display());
+    py
+}
+
+#[test]
+fn training_checkpoints_unwrap_to_the_plain_state_dict() {
+    let dir = &fixtures()[0];
+    let hp = hyper(dir);
+    let tmp = tempfile::tempdir().unwrap();
+    let script = r#"
+import sys, torch
+from safetensors.torch import load_file, save_file
+src, out = sys.argv[1], sys.argv[2]
+sd = load_file(src + "/model.safetensors")
+# Non-contiguous and half-precision storage, as real training code produces.
+sd = {k: (v.t().contiguous().t() if v.dim() == 2 else v) for k, v in sd.items()}
+first = next(k for k in sd if k.endswith("weight") and sd[k].dim() == 4)
+wrapped = {
+    "state_dict": {"module." + k: v for k, v in sd.items()},
+    "optimizer": {"state": {0: {"exp_avg": torch.ones(3), "step": torch.tensor(5.0)}},
+                  "param_groups": [{"lr": 0.1, "betas": (0.9, 0.999), "params": [0]}]},
+    "epoch": 7, "note": "trained",
+}
+torch.save(wrapped, out + "/state_dict.pt")
+torch.save({"model": sd, "step": 10}, out + "/model.pt")
+nc = dict(sd)
+nc[first] = sd[first].permute(1, 0, 2, 3).contiguous().permute(1, 0, 2, 3)  # strided view
+torch.save({"params": nc}, out + "/params.pt")
+save_file({"state_dict.module." + k: v.contiguous() for k, v in sd.items()} | {"optimizer.exp_avg": torch.ones(3)}, out + "/wrapped.safetensors")
+"#;
+    let st = Command::new(venv_python())
+        .arg("-c")
+        .arg(script)
+        .arg(dir)
+        .arg(tmp.path())
+        .status()
+        .unwrap();
+    assert!(st.success(), "generating the training checkpoints failed");
+    let plain = spikerc_models::compile_checkpoint(&dir.join("model.safetensors"), &hp, Precision::F32).unwrap();
+    for name in ["state_dict.pt", "model.pt", "params.pt", "wrapped.safetensors"] {
+        let mut a = spikerc_models::compile_checkpoint(&tmp.path().join(name), &hp, Precision::F32)
+            .unwrap_or_else(|e| panic!("{name}: {:#}", anyhow::Error::from(e)));
+        a.meta.source = plain.meta.source.clone();
+        assert!(a.to_bytes() == plain.to_bytes(), "{name}: artifact differs from the plain state_dict's");
+    }
 }

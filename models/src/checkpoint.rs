@@ -1,7 +1,9 @@
 //! Reading state_dicts into a neutral [`Checkpoint`]: key -> dtype, shape, values as f32.
 //!
-//! `.safetensors` is parsed in pure Rust; `.pt` (`torch.save` zip) goes through `tch` when the
-//! `torch` feature is on. The format is sniffed from the bytes, not the file extension.
+//! Both `.safetensors` and `.pt` (`torch.save` zip, [`crate::ptzip`]) are parsed in pure Rust,
+//! with or without the `torch` feature. The format is sniffed from the bytes, not the file
+//! extension. State_dicts saved inside training checkpoints are unwrapped
+//! ([`unwrap_training_keys`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -87,35 +89,48 @@ const ROOT_KEY: &str = "patch_embed.proj.weight";
 /// (optimizer state, epochs) is dropped; a `module.` prefix (DataParallel) is stripped. Returns
 /// one note per change. Checkpoints that already have the root key are left untouched.
 pub fn unwrap_training_keys(tensors: &mut BTreeMap<String, RawTensor>) -> Vec<String> {
-    let mut notes = Vec::new();
-    for _ in 0..3 {
-        if tensors.contains_key(ROOT_KEY) {
-            break;
-        }
-        let prefix = WRAPPERS
-            .iter()
-            .map(|w| format!("{w}."))
-            .chain(["module.".to_string()])
-            .find(|p| tensors.contains_key(&format!("{p}{ROOT_KEY}")));
-        let Some(prefix) = prefix else { break };
-        let total = tensors.len();
-        let kept: BTreeMap<String, RawTensor> = std::mem::take(tensors)
-            .into_iter()
-            .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|s| (s.to_string(), v)))
-            .collect();
-        let dropped = total - kept.len();
-        notes.push(if prefix == "module." {
-            format!("stripped the `module.` prefix (DataParallel) from {} keys", kept.len())
-        } else {
-            format!(
-                "using the state_dict under `{}` ({} tensors){}",
-                prefix.trim_end_matches('.'),
-                kept.len(),
-                if dropped > 0 { format!("; ignored {dropped} other entries (optimizer state, counters)") } else { String::new() }
-            )
-        });
-        *tensors = kept;
+    if tensors.contains_key(ROOT_KEY) {
+        return vec![];
     }
+    // The wrapper path in front of the root key, made only of known wrapper names.
+    let Some(prefix) = tensors
+        .keys()
+        .filter_map(|k| k.strip_suffix(ROOT_KEY))
+        .filter(|p| {
+            p.ends_with('.')
+                && p.trim_end_matches('.')
+                    .split('.')
+                    .all(|seg| seg == "module" || WRAPPERS.contains(&seg))
+        })
+        .min_by_key(|p| p.len())
+        .map(str::to_string)
+    else {
+        return vec![];
+    };
+    let total = tensors.len();
+    let kept: BTreeMap<String, RawTensor> = std::mem::take(tensors)
+        .into_iter()
+        .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|s| (s.to_string(), v)))
+        .collect();
+    let dropped = total - kept.len();
+    let mut notes = vec![];
+    let wrappers: Vec<&str> = prefix.trim_end_matches('.').split('.').filter(|s| *s != "module").collect();
+    if !wrappers.is_empty() {
+        notes.push(format!(
+            "using the state_dict under `{}` ({} tensors){}",
+            wrappers.join("."),
+            kept.len(),
+            if dropped > 0 {
+                format!("; ignored {dropped} other tensors (optimizer state, counters)")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if prefix.split('.').any(|s| s == "module") {
+        notes.push(format!("stripped the `module.` prefix (DataParallel) from {} keys", kept.len()));
+    }
+    *tensors = kept;
     notes
 }
 
@@ -145,7 +160,7 @@ impl Checkpoint {
         })?;
         let mut ckpt = match sniff(&bytes) {
             Some(Format::SafeTensors) => Checkpoint::from_safetensors(&bytes, &p)?,
-            Some(Format::TorchZip) => Checkpoint::from_torch_file(path)?,
+            Some(Format::TorchZip) => Checkpoint::from_torch_zip(&bytes, &p)?,
             None if bytes.len() >= 8 && spikerc_compiler::artifact::near_magic(&bytes[..8]) =>
             {
                 return Err(ImportError::Corrupt {
@@ -215,16 +230,14 @@ impl Checkpoint {
         Ok(Checkpoint { tensors })
     }
 
-    #[cfg(feature = "torch")]
-    fn from_torch_file(path: &Path) -> Result<Checkpoint, ImportError> {
-        crate::checkpoint::torch::load(path)
-    }
-
-    #[cfg(not(feature = "torch"))]
-    fn from_torch_file(path: &Path) -> Result<Checkpoint, ImportError> {
-        Err(ImportError::NeedsTorch {
-            path: path.display().to_string(),
-        })
+    /// Parses a PyTorch `torch.save` zip (pure Rust, no libtorch: [`crate::ptzip`]).
+    pub fn from_torch_zip(bytes: &[u8], path: &str) -> Result<Checkpoint, ImportError> {
+        let tensors = crate::ptzip::read(bytes).map_err(|reason| ImportError::Corrupt {
+            path: path.into(),
+            format: "PyTorch zip",
+            reason,
+        })?;
+        Ok(Checkpoint { tensors })
     }
 
     /// Total number of floating-point parameters.
@@ -234,68 +247,5 @@ impl Checkpoint {
             .filter(|t| t.data.is_some())
             .map(|t| t.shape.iter().product::<usize>())
             .sum()
-    }
-}
-
-#[cfg(feature = "torch")]
-mod torch {
-    use super::*;
-    use tch::{Kind, Tensor};
-
-    pub fn load(path: &Path) -> Result<Checkpoint, ImportError> {
-        let p = path.display().to_string();
-        crate::torch::check_zip_integrity(path)?;
-        let named = Tensor::loadz_multi(path).map_err(|e| ImportError::Corrupt {
-            path: p.clone(),
-            format: "PyTorch zip",
-            reason: first_line(&e.to_string()),
-        })?;
-        let mut tensors = BTreeMap::new();
-        for (name, t) in named {
-            let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-            let kind = t.kind();
-            let data = if t.is_floating_point() {
-                let flat = t.to_kind(Kind::Float).contiguous().view([-1]);
-                Some(
-                    Vec::<f32>::try_from(&flat).map_err(|e| ImportError::Corrupt {
-                        path: p.clone(),
-                        format: "PyTorch zip",
-                        reason: format!("tensor `{name}`: {e}"),
-                    })?,
-                )
-            } else {
-                None
-            };
-            tensors.insert(
-                name,
-                RawTensor {
-                    dtype: dtype_name(kind),
-                    shape,
-                    data,
-                },
-            );
-        }
-        Ok(Checkpoint { tensors })
-    }
-
-    /// Same names as the safetensors path, so both formats give equal `Checkpoint`s.
-    fn dtype_name(kind: Kind) -> String {
-        match kind {
-            Kind::Float => "f32".into(),
-            Kind::Double => "f64".into(),
-            Kind::Half => "f16".into(),
-            Kind::BFloat16 => "bf16".into(),
-            Kind::Int64 => "i64".into(),
-            Kind::Int => "i32".into(),
-            Kind::Int16 => "i16".into(),
-            Kind::Int8 => "i8".into(),
-            Kind::Uint8 => "u8".into(),
-            Kind::Bool => "bool".into(),
-            other => format!("{other:?}").to_lowercase(),
-        }
-    }
-
-    fn first_line(s: &str) -> String {
-        s.lines().next().unwrap_or("").to_string()
     }
 }

@@ -21,8 +21,6 @@ pub enum ImportError {
         "{path}: unrecognised file format (expected .safetensors or a PyTorch torch.save .pt zip)"
     )]
     UnknownFormat { path: String },
-    #[error("{path}: PyTorch .pt checkpoints need spikerc built with the `torch` feature; rebuild with `--features torch` or convert the checkpoint to .safetensors")]
-    NeedsTorch { path: String },
     #[error("missing key `{key}` (expected shape {})", fmt_shape(.expected))]
     MissingKey { key: String, expected: Vec<usize> },
     #[error("unexpected key `{key}` with shape {} (not part of a SpikerIR with {arch})", fmt_shape(.shape))]

@@ -18,8 +18,9 @@ pub struct InputError(pub String);
 /// Image file extensions read and written (lowercase).
 pub const IMAGE_EXTENSIONS: [&str; 7] = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp"];
 
-/// Largest image accepted, in pixels (a decompression-bomb guard: 32k x 32k).
-pub const MAX_IMAGE_PIXELS: u64 = 1 << 30;
+/// Largest image accepted, in pixels (a decompression-bomb guard: 16k x 16k; larger inputs
+/// are split by the user, or given as tiles).
+pub const MAX_IMAGE_PIXELS: u64 = 1 << 28;
 
 /// Whether `path` has the `.safetensors` extension.
 pub fn is_tensor_file(path: &Path) -> bool {
@@ -96,9 +97,9 @@ pub fn decode_input(
         .with_guessed_format()
         .map_err(|e| err(format!("cannot read: {e}")))?;
     let mut limits = image::Limits::default();
-    // Pixels are bounded above; the decoder's own allocation is bounded by the RGBA f32
-    // copy of that many pixels.
-    limits.max_alloc = Some(MAX_IMAGE_PIXELS * 16);
+    // Pixels are bounded above; the decoder's own buffer (at most 16-bit RGBA) is bounded
+    // by that many pixels.
+    limits.max_alloc = Some(MAX_IMAGE_PIXELS * 8);
     reader.limits(limits);
     let img = reader
         .decode()

@@ -14,6 +14,7 @@ pub mod config;
 pub mod eval;
 mod error;
 pub mod input;
+pub mod ptzip;
 pub mod spikerir;
 pub mod train;
 #[cfg(feature = "torch")]
@@ -54,7 +55,6 @@ impl CompileError {
                 ImportError::Io { .. }
                 | ImportError::Corrupt { .. }
                 | ImportError::UnknownFormat { .. }
-                | ImportError::NeedsTorch { .. }
                 | ImportError::Config { .. }
                 | ImportError::BadHyperParam { .. },
             ) => self,
