@@ -90,21 +90,22 @@ pub fn checkpoint_from_dict(dict: &Bound<'_, PyDict>) -> PyResult<Checkpoint> {
     Ok(Checkpoint { tensors })
 }
 
-/// An input batch: a float32 numpy array `[N, C, H, W]` (any strides).
+/// An input batch: a floating numpy array `[N, C, H, W]` (any strides; f64 and f16 are cast
+/// to f32).
 pub fn numpy_to_input(x: &Bound<'_, PyAny>) -> PyResult<Array> {
-    let arr = x.cast::<PyArrayDyn<f32>>().map_err(|_| match x.cast::<PyUntypedArray>() {
-        Ok(a) => fail(format!(
-            "input: expected a float32 array [N, 3, H, W] in [0, 1], found dtype {}",
-            dtype_name(a)
-        )),
-        Err(_) => fail(format!(
+    let arr = x.cast::<PyUntypedArray>().map_err(|_| {
+        fail(format!(
             "input: expected a float32 numpy array [N, 3, H, W], found {}",
             type_name(x)
-        )),
+        ))
     })?;
-    let ro = arr.readonly();
-    let view = ro.as_array();
-    let shape = view.shape().to_vec();
+    let shape = arr.shape().to_vec();
+    let data = float_values(x).ok_or_else(|| {
+        fail(format!(
+            "input: expected a float32 array [N, 3, H, W] in [0, 1], found dtype {}",
+            dtype_name(arr)
+        ))
+    })?;
     if shape.len() != 4 {
         return Err(fail(format!(
             "input has shape {shape:?}, expected [N, 3, H, W]"
@@ -113,7 +114,7 @@ pub fn numpy_to_input(x: &Bound<'_, PyAny>) -> PyResult<Array> {
     if shape.contains(&0) {
         return Err(fail(format!("input has shape {shape:?}: empty")));
     }
-    Ok(Array::new(shape, view.iter().copied().collect()))
+    Ok(Array::new(shape, data))
 }
 
 /// An output batch as a float32 numpy array of the same shape.
