@@ -4,8 +4,34 @@
 //! crates (`spikerc-compiler`, `spikerc-models`, ...). Every failure is reported as one
 //! message on stderr with a non-zero exit, and no output file is left behind.
 
+/// `println!` for the whole CLI: a closed stdout (`spikerc inspect x.spk | head -1`) ends the
+/// command quietly instead of panicking. Shadows `std::println!` in every module below.
+macro_rules! println {
+    () => { $crate::stdout_write(format_args!("\n")) };
+    ($($t:tt)*) => { $crate::stdout_write(format_args!("{}\n", format_args!($($t)*))) };
+}
+
+/// `print!` with the same broken-pipe handling as [`println!`].
+macro_rules! print {
+    ($($t:tt)*) => { $crate::stdout_write(format_args!($($t)*)) };
+}
+
+/// Writes to stdout; a reader that went away (broken pipe) ends the process with status 0,
+/// as when the reader is done (nothing is left half-written: commands print after their files
+/// are in place).
+pub(crate) fn stdout_write(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
 mod cmd;
 mod io;
+mod outputs;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -83,14 +83,14 @@ fn keep(_: &str, d: Dtype, s: Vec<usize>, b: Vec<u8>) -> Option<(Dtype, Vec<usiz
 #[test]
 fn missing_key() {
     let e = compile_err(|n, d, s, b| (n != "encoder_level1.0.residual.4.weight").then_some((d, s, b)), vec![], &[]);
-    insta::assert_snapshot!(e, @"error: missing key `encoder_level1.0.residual.4.weight` (expected shape [16, 16, 3, 3])");
+    insta::assert_snapshot!(e, @"error: [TMP]/model.safetensors: missing key `encoder_level1.0.residual.4.weight` (expected shape [16, 16, 3, 3])");
 }
 
 #[test]
 fn unexpected_key() {
     let extra = vec![("encoder_level1.0.residual.6.weight".to_string(), Dtype::F32, vec![16], f32_bytes(&[0.0; 16]))];
     let e = compile_err(keep, extra, &[]);
-    insta::assert_snapshot!(e, @"error: unexpected key `encoder_level1.0.residual.6.weight` with shape [16] (not part of a SpikerIR with spikerir L=3 dim=16 en=[2, 1, 1] de=[1, 1, 2] in=3 out=3)");
+    insta::assert_snapshot!(e, @"error: [TMP]/model.safetensors: unexpected key `encoder_level1.0.residual.6.weight` with shape [16] (not part of a SpikerIR with spikerir L=3 dim=16 en=[2, 1, 1] de=[1, 1, 2] in=3 out=3)");
 }
 
 #[test]
@@ -100,13 +100,13 @@ fn wrong_shape() {
         vec![],
         &[],
     );
-    insta::assert_snapshot!(e, @"error: key `down2_3.maxpool_conv.1.weight`: expected shape [64, 32, 3, 3], found [64, 32, 1, 1]");
+    insta::assert_snapshot!(e, @"error: [TMP]/model.safetensors: key `down2_3.maxpool_conv.1.weight`: expected shape [64, 32, 3, 3], found [64, 32, 1, 1]");
 }
 
 #[test]
 fn wrong_dtype() {
     let e = compile_err(|n, d, s, b| if n == "output.0.bias" { Some((Dtype::I32, s, b)) } else { Some((d, s, b)) }, vec![], &[]);
-    insta::assert_snapshot!(e, @"error: key `output.0.bias`: expected a floating-point tensor (f32, f16, bf16 or f64), found i32");
+    insta::assert_snapshot!(e, @"error: [TMP]/model.safetensors: key `output.0.bias`: expected a floating-point tensor (f32, f16, bf16 or f64), found i32");
 }
 
 #[test]
@@ -121,7 +121,7 @@ fn non_finite_weight() {
         vec![],
         &[],
     );
-    insta::assert_snapshot!(e, @"error: key `refinement.sa.0.weight`: element 7 is NaN, weights must be finite");
+    insta::assert_snapshot!(e, @"error: [TMP]/model.safetensors: key `refinement.sa.0.weight`: element 7 is NaN, weights must be finite");
 }
 
 #[test]
@@ -161,7 +161,7 @@ fn time_steps_below_the_attention_reduction() {
 #[test]
 fn time_steps_that_disagree_with_the_weights() {
     let e = compile_err(keep, vec![], &["--time-steps", "8"]);
-    insta::assert_snapshot!(e, @"error: key `encoder_level1.0.attn.ta.sharedMLP.0.weight`: expected shape [2, 8, 1, 1, 1], found [1, 4, 1, 1, 1] (time steps T = 8)");
+    insta::assert_snapshot!(e, @"error: [TMP]/model.safetensors: key `encoder_level1.0.attn.ta.sharedMLP.0.weight`: expected shape [2, 8, 1, 1, 1], found [1, 4, 1, 1, 1] (time steps T = 8)");
 }
 
 #[test]
@@ -178,7 +178,7 @@ fn config_that_disagrees_with_the_checkpoint() {
     let out = c.path("out.spk");
     let ck = l3().join("model.safetensors");
     let e = c.fail(&["compile", ck.to_str().unwrap(), "--config", cfg.to_str().unwrap(), "-o", out.to_str().unwrap()], &out);
-    insta::assert_snapshot!(e, @"error: checkpoint does not describe a SpikerIR: config says levels = 4, the checkpoint has 3");
+    insta::assert_snapshot!(e, @"error: [SHARED]/fixtures/spikerir-l3-d16/model.safetensors: checkpoint does not describe a SpikerIR: config says levels = 4, the checkpoint has 3");
 }
 
 /// Compiles the l3 fixture into the case directory.
@@ -220,7 +220,7 @@ fn corrupt_artifacts() {
     insta::assert_snapshot!(msgs.join("\n").replace(&stored, "[STORED]").replace(&format!("{}", bytes.len() / 2), "[HALF]").replace(&format!("{}", bytes.len()), "[FULL]"), @r"
     error: [TMP]/bad.spk: truncated artifact: [HALF] bytes, header says [FULL]
     error: [TMP]/bad.spk: checksum mismatch (stored [STORED], computed [CRC]): the file is corrupt
-    error: [TMP]/bad.spk: artifact format version 7 is newer than this spikerc supports (2); upgrade spikerc
+    error: [TMP]/bad.spk: artifact format version 7 is newer than this spikerc supports (3); upgrade spikerc
     error: [SHARED]/fixtures/spikerir-l3-d16/model.safetensors: not a spikerc artifact (magic bytes [98, 59, 00, 00, 00, 00, 00, 00], expected [53, 50, 49, 4b, 45, 52, 43, 00]); checkpoints must first be compiled with `spikerc compile`
     ");
 }

@@ -2,11 +2,16 @@
 //!
 //! Checks structure (one input, at least one output, no cycles, contiguous input ports, no
 //! dangling values), types (every stored fact equals what its op infers from its inputs, so
-//! LIFs produce spikes and event-driven convs consume them) and parameters (finite values).
+//! LIFs produce spikes and event-driven convs consume them), parameters (every tensor holds
+//! exactly the elements its shape says, all finite) and the bounds the kernels rely on
+//! ([`limits`]: no zero-sized or absurdly large axis, kernel, stride, padding or time
+//! steps, no repeated reduction axis, finite scalar attributes). A graph read from a file is
+//! untrusted: everything an engine indexes with is checked here, so a crafted artifact is an
+//! error, never an out-of-bounds access.
 //! It runs after import and after every pass (see `passes::PassManager`); back ends take a
 //! [`Verified`] graph, which can only be made by verifying.
 
-use crate::ir::{Graph, NodeId, Op};
+use crate::ir::{Dim, Graph, NodeId, Op, Reset};
 
 /// A verifier finding, naming the node by id, module path and op.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -26,6 +31,104 @@ fn err(g: &Graph, id: NodeId, message: impl Into<String>) -> VerifyError {
         op: n.op.mnemonic().into(),
         message: message.into(),
     }
+}
+
+/// Bounds on sizes an engine allocates or loops over (generous for the SpikerIR family:
+/// dim 48 at 4 levels uses 384 channels, 3x3 kernels, T <= 16).
+pub mod limits {
+    /// Largest fixed axis (channels, time steps, pooled sizes).
+    pub const MAX_FIXED_DIM: usize = 1 << 16;
+    /// Largest `k` of an `H/2^k` axis.
+    pub const MAX_SHIFT: u8 = 16;
+    /// Largest kernel side, stride and padding of a convolution.
+    pub const MAX_KERNEL: usize = 31;
+    /// Largest number of elements of one parameter tensor.
+    pub const MAX_TENSOR_ELEMENTS: usize = 1 << 30;
+}
+
+/// The checks beyond typing: tensor storage, bounds and scalar attributes.
+fn check_invariants(g: &Graph, id: NodeId) -> Result<(), VerifyError> {
+    let node = g.node(id);
+    for d in &node.fact.shape.0 {
+        match *d {
+            Dim::Fixed(v) if v == 0 || v > limits::MAX_FIXED_DIM => {
+                return Err(err(g, id, format!("axis of size {v} (allowed 1..={})", limits::MAX_FIXED_DIM)))
+            }
+            Dim::Height(k) | Dim::Width(k) if k > limits::MAX_SHIFT => {
+                return Err(err(g, id, format!("spatial axis divided by 2^{k} (at most 2^{})", limits::MAX_SHIFT)))
+            }
+            _ => {}
+        }
+    }
+    for (role, t) in node.op.params() {
+        let n = t
+            .shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|&n| n <= limits::MAX_TENSOR_ELEMENTS);
+        match n {
+            None => {
+                return Err(err(g, id, format!("{role} shape {:?} is too large (at most {} elements)", t.shape, limits::MAX_TENSOR_ELEMENTS)))
+            }
+            Some(n) if n != t.len() => {
+                return Err(err(g, id, format!("{role} shape {:?} needs {n} elements, the tensor holds {}", t.shape, t.len())))
+            }
+            _ => {}
+        }
+        if let Some(a) = t.shape.iter().position(|&d| d == 0) {
+            return Err(err(g, id, format!("{role} shape {:?} has size 0 on axis {a}", t.shape)));
+        }
+    }
+    let finite = |what: &str, v: f32| {
+        if v.is_finite() {
+            Ok(())
+        } else {
+            Err(err(g, id, format!("{what} {v} is not finite")))
+        }
+    };
+    match &node.op {
+        Op::Conv2d(c) => {
+            let k = c.kernel();
+            for (what, v) in [("kernel", k), ("stride", c.stride), ("padding", c.padding)] {
+                if v.iter().any(|&x| x > limits::MAX_KERNEL) || (what != "padding" && v.contains(&0)) {
+                    return Err(err(g, id, format!("{what} {v:?} outside {}..={}", usize::from(what != "padding"), limits::MAX_KERNEL)));
+                }
+            }
+        }
+        Op::BatchNorm(b) => {
+            if !(b.eps.is_finite() && b.eps > 0.0) {
+                return Err(err(g, id, format!("eps {} is not a positive finite number", b.eps)));
+            }
+        }
+        Op::Lif(l) => {
+            if let Reset::Hard { v_reset } = l.reset {
+                finite("v_reset", v_reset)?;
+            }
+        }
+        Op::Affine { scale, shift } => {
+            finite("scale", *scale)?;
+            finite("shift", *shift)?;
+        }
+        Op::Reduce { axes, .. } => {
+            if axes.is_empty() {
+                return Err(err(g, id, "reduces over no axis"));
+            }
+            let mut sorted = axes.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if sorted.len() != axes.len() {
+                return Err(err(g, id, format!("axes {axes:?} repeat an axis")));
+            }
+        }
+        Op::Input { channels } if *channels == 0 || *channels > limits::MAX_FIXED_DIM => {
+            return Err(err(g, id, format!("{channels} input channels")));
+        }
+        Op::RepeatTime { steps } if *steps > limits::MAX_FIXED_DIM => {
+            return Err(err(g, id, format!("{steps} time steps")));
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn graph_err(message: impl Into<String>) -> VerifyError {
@@ -60,6 +163,7 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
         if node.name.is_empty() {
             return Err(err(g, id, "node has no source module path"));
         }
+        check_invariants(g, id)?;
         let ports = g.input_ports(id);
         if ports.iter().enumerate().any(|(i, &p)| p as usize != i) {
             return Err(err(

@@ -11,6 +11,9 @@ use std::path::Path;
 
 use crate::ImportError;
 
+/// Largest number of time steps accepted (SpikerIR uses 4-8; more is a typo).
+pub const MAX_TIME_STEPS: usize = 256;
+
 /// Inference-time hyperparameters of a SpikerIR.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HyperParams {
@@ -101,12 +104,14 @@ impl HyperParams {
                 }
                 "v_reset" => hp.v_reset = if x.is_null() { None } else { Some(num(k, x)?) },
                 "mda" => {
-                    if let Some(m) = x.as_object() {
-                        if let Some(r) = m.get("reduction_t") {
-                            hp.reduction_t = uint("mda.reduction_t", r)?;
-                        }
-                        if let Some(r) = m.get("reduction_c") {
-                            hp.reduction_c = uint("mda.reduction_c", r)?;
+                    let m = x.as_object().ok_or(format!(
+                        "`mda` must be an object like {{\"reduction_t\": 4, \"reduction_c\": 16}}, found {x}"
+                    ))?;
+                    for (mk, r) in m {
+                        match mk.as_str() {
+                            "reduction_t" => hp.reduction_t = uint("mda.reduction_t", r)?,
+                            "reduction_c" => hp.reduction_c = uint("mda.reduction_c", r)?,
+                            _ => {}
                         }
                     }
                 }
@@ -132,6 +137,18 @@ impl HyperParams {
         };
         if self.time_steps == 0 {
             return bad("time_steps", "0".into(), "at least one time step is needed");
+        }
+        if self.time_steps > MAX_TIME_STEPS {
+            return bad(
+                "time_steps",
+                self.time_steps.to_string(),
+                &format!("at most {MAX_TIME_STEPS} time steps are supported"),
+            );
+        }
+        for (name, r) in [("reduction_t", self.reduction_t), ("reduction_c", self.reduction_c), ("frb_reduction", self.frb_reduction)] {
+            if r > MAX_TIME_STEPS {
+                return bad(name, r.to_string(), &format!("a reduction above {MAX_TIME_STEPS} leaves no hidden units"));
+            }
         }
         if self.reduction_t == 0 || self.reduction_c == 0 || self.frb_reduction == 0 {
             return bad(

@@ -35,6 +35,34 @@ pub enum CompileError {
     Pass(#[from] PassError),
     #[error("imported IR is invalid")]
     Verify(#[from] spikerc_compiler::VerifyError),
+    /// An error about the contents of a checkpoint file, with the file named.
+    #[error("{path}")]
+    InFile {
+        path: String,
+        #[source]
+        source: Box<CompileError>,
+    },
+}
+
+impl CompileError {
+    /// Names the checkpoint file in errors about its contents (errors that already name a
+    /// file are left as they are).
+    fn in_file(self, path: &Path) -> CompileError {
+        match self {
+            CompileError::Import(
+                ImportError::Io { .. }
+                | ImportError::Corrupt { .. }
+                | ImportError::UnknownFormat { .. }
+                | ImportError::NeedsTorch { .. }
+                | ImportError::Config { .. }
+                | ImportError::BadHyperParam { .. },
+            ) => self,
+            e => CompileError::InFile {
+                path: path.display().to_string(),
+                source: Box::new(e),
+            },
+        }
+    }
 }
 
 /// Loads a checkpoint, imports it as a SpikerIR, verifies, optimizes and packages it.
@@ -53,6 +81,7 @@ pub fn compile_checkpoint(
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default(),
     )
+    .map_err(|e| e.in_file(path))
 }
 
 /// Imports and optimizes an in-memory checkpoint.

@@ -2,13 +2,12 @@
 //! `spikerc compile WEIGHTS --target lynxi[:PRESET|:FILE.toml] [--input-size HxW] -o DIR`
 //! (an accelerator deployment directory, f16 by default; see `spikerc-targets`)
 
-use anyhow::Context;
 use clap::Args as ClapArgs;
 use spikerc_compiler::passes::{OptimizeOptions, Precision};
 use std::path::PathBuf;
 
 use super::HyperOpts;
-use crate::io::write_atomic;
+use crate::outputs::Outputs;
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -48,18 +47,40 @@ impl Args {
     }
 }
 
+impl Args {
+    /// The inputs and destinations of this command, checked before any work; `dir_output`
+    /// when OUT is a deployment directory.
+    pub fn outputs(&self, dir_output: bool) -> anyhow::Result<Outputs> {
+        let mut outs = Outputs::new();
+        outs.input(&self.weights);
+        if let Some(c) = &self.hyper.config {
+            outs.input(c);
+        }
+        if dir_output {
+            outs.claim_replaced_dir(&self.output, "-o")?;
+        } else {
+            outs.claim(&self.output, "-o")?;
+        }
+        if let Some(r) = &self.report {
+            outs.claim(r, "--report")?;
+        }
+        Ok(outs)
+    }
+}
+
 pub fn main(a: Args) -> anyhow::Result<()> {
     if let Some(t) = &a.target {
         return super::simulate::compile_target(&a, t);
     }
+    let mut outs = a.outputs(false)?;
     let hp = a.hyper.resolve()?;
     let art = spikerc_models::compile_checkpoint(&a.weights, &hp, a.options(Precision::F32))?;
     let bytes = art.to_bytes();
     if let Some(r) = &a.report {
-        let json = serde_json::to_vec_pretty(&art.report)?;
-        write_atomic(r, &json).with_context(|| format!("writing {}", r.display()))?;
+        outs.write(r, &serde_json::to_vec_pretty(&art.report)?)?;
     }
-    write_atomic(&a.output, &bytes).with_context(|| format!("writing {}", a.output.display()))?;
+    outs.write(&a.output, &bytes)?;
+    outs.commit()?;
     println!(
         "compiled {} -> {} ({}, {}, T={}, {} nodes, {} params, {} bytes)",
         a.weights.display(),

@@ -17,7 +17,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::HyperOpts;
-use crate::io::write_atomic;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum EvalTask {
@@ -101,6 +100,11 @@ fn is_artifact(path: &std::path::Path) -> anyhow::Result<bool> {
 }
 
 pub fn main(a: Args) -> anyhow::Result<()> {
+    let mut outs = crate::outputs::Outputs::new();
+    outs.input(&a.model).input(&a.data);
+    if let Some(p) = &a.json {
+        outs.claim(p, "--json")?;
+    }
     let task = match a.task {
         EvalTask::Denoise => Task::Denoise {
             sigma: a.sigma,
@@ -206,9 +210,9 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             "metrics": "PSNR and SSIM on 8-bit RGB (output clamped to [0,1], x255, rounded); SSIM: 11x11 Gaussian sigma 1.5, K1 0.01, K2 0.03, valid windows, mean over R,G,B",
             "wall_seconds": wall,
         });
-        write_atomic(p, &serde_json::to_vec_pretty(&doc)?)
-            .with_context(|| format!("writing {}", p.display()))?;
+        outs.write(p, &serde_json::to_vec_pretty(&doc)?)?;
     }
+    outs.commit()?;
     println!(
         "{} [{engine_name} {precision}] on {} ({}, {} images): PSNR {:.3} dB (input {:.3}), SSIM {:.4} in {:.1}s",
         a.model.display(),

@@ -19,7 +19,7 @@ use spikerc_models::{Checkpoint, HyperParams};
 use spikerc_runtime::{Program, RunOptions};
 use std::path::{Path, PathBuf};
 
-use crate::io::{read_input, write_atomic};
+use crate::io::read_input;
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -133,6 +133,21 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     if a.levels == 0 || a.dim == 0 || a.blocks == 0 || a.time_steps == 0 {
         bail!("--levels, --dim, --blocks and --time-steps must be positive");
     }
+    for (flag, v, max) in [("--levels", a.levels, 8), ("--dim", a.dim, 1024), ("--blocks", a.blocks, 16), ("--calib-images", a.calib_images, 4096), ("--calib-size", a.calib_size, 4096)] {
+        if v > max {
+            bail!("{flag} {v} is larger than the supported {max}");
+        }
+    }
+    let meta_path = a.output.with_extension("json");
+    if meta_path == a.output {
+        bail!("{}: -o must end in .safetensors (the config is written beside it as .json)", a.output.display());
+    }
+    let mut outs = crate::outputs::Outputs::new();
+    if let Some(d) = &a.data {
+        outs.input(d);
+    }
+    outs.claim(&a.output, "-o")?;
+    outs.claim(&meta_path, "the config beside -o")?;
     if a.calib_images == 0 || a.calib_size == 0 || !a.calib_size.is_multiple_of(1 << (a.levels - 1))
     {
         bail!(
@@ -189,9 +204,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     let (lo, hi) = rates.iter().fold((f64::MAX, 0f64), |(lo, hi), (_, r)| {
         (lo.min(*r), hi.max(*r))
     });
-    write_atomic(&a.output, &safetensors_bytes(&ckpt)?)
-        .with_context(|| format!("writing {}", a.output.display()))?;
-    let meta_path = a.output.with_extension("json");
+    outs.write(&a.output, &safetensors_bytes(&ckpt)?)?;
     let meta = json!({
         "architecture": "spikerir", "dim": a.dim, "levels": a.levels,
         "en_blocks": arch.en_blocks, "de_blocks": arch.de_blocks, "time_steps": a.time_steps,
@@ -202,8 +215,8 @@ pub fn main(a: Args) -> anyhow::Result<()> {
                         "batch_norms": stats.len()},
         "mean_firing_rate": mean_rate, "min_layer_firing_rate": lo, "max_layer_firing_rate": hi,
     });
-    write_atomic(&meta_path, &serde_json::to_vec_pretty(&meta)?)
-        .with_context(|| format!("writing {}", meta_path.display()))?;
+    outs.write(&meta_path, &serde_json::to_vec_pretty(&meta)?)?;
+    outs.commit()?;
     println!(
         "generated {} ({}, {} params, {} BatchNorms calibrated on {} crop(s) {}x{}; firing rate {:.3}, layers {:.3}..{:.3}); config {}",
         a.output.display(),

@@ -13,9 +13,10 @@ use spikerc_compiler::interp::{self, Array};
 use spikerc_compiler::Artifact;
 use spikerc_runtime::{tile, OpCounts, Program, RunOptions, RunResult};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::io::{read_input, write_atomic, write_output};
+use crate::io::{check_output_path, encode_output, is_deep_image, is_input_file, read_input};
+use crate::outputs::Outputs;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Engine {
@@ -109,12 +110,6 @@ fn ops_json(ops: &BTreeMap<String, OpCounts>) -> Value {
     json!({"total": row(&total), "modules": modules})
 }
 
-fn is_input_file(p: &Path) -> bool {
-    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-        ["png", "jpg", "jpeg", "safetensors"].contains(&e.to_ascii_lowercase().as_str())
-    })
-}
-
 pub fn main(a: Args) -> anyhow::Result<()> {
     if a.engine == Engine::Interp && a.tile.is_some() {
         bail!("--tile needs the event engine (drop --engine interp)");
@@ -122,11 +117,12 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     if a.threads > 1024 {
         bail!("--threads {} is not a sensible thread count", a.threads);
     }
-    let art = Artifact::load(&a.artifact)?;
-    let program = (a.engine == Engine::Event).then(|| Program::new(&art.graph));
-    let start = std::time::Instant::now();
-    let (result, shapes) = if a.input.is_dir() {
-        run_dir(&a, &art, program.as_ref())?
+    // Every destination is checked before any work; outputs land together at the end.
+    let mut outs = Outputs::new();
+    outs.input(&a.artifact).input(&a.input);
+    let input_is_dir = a.input.is_dir();
+    if input_is_dir {
+        outs.claim_dir(&a.output, "--output")?;
     } else {
         if a.output.is_dir() {
             bail!(
@@ -135,10 +131,22 @@ pub fn main(a: Args) -> anyhow::Result<()> {
                 a.input.display()
             );
         }
+        check_output_path(&a.output)?;
+        outs.claim(&a.output, "--output")?;
+    }
+    if let Some(p) = &a.stats {
+        outs.claim(p, "--stats")?;
+    }
+    let art = Artifact::load(&a.artifact)?;
+    let program = (a.engine == Engine::Event).then(|| Program::new(&art.graph));
+    let start = std::time::Instant::now();
+    let (result, shapes) = if input_is_dir {
+        run_dir(&a, &art, program.as_ref(), &mut outs)?
+    } else {
         let input = read_input(&a.input)?;
         let res = run_one(&a, &art, program.as_ref(), &input)?;
-        write_output(&a.output, &res.outputs[0])
-            .with_context(|| format!("writing {}", a.output.display()))?;
+        let bytes = encode_output(&a.output, &res.outputs[0], is_deep_image(&a.input))?;
+        outs.write(&a.output, &bytes)?;
         (res, vec![input.shape.clone()])
     };
     let elapsed = start.elapsed();
@@ -152,9 +160,9 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             "ops": ops_json(&result.ops),
             "seconds": elapsed.as_secs_f64(),
         });
-        write_atomic(p, &serde_json::to_vec_pretty(&s)?)
-            .with_context(|| format!("writing {}", p.display()))?;
+        outs.write(p, &serde_json::to_vec_pretty(&s)?)?;
     }
+    outs.commit()?;
     let total = result.total_ops();
     let spikes: u64 = result.spikes.values().sum();
     println!(
@@ -172,37 +180,52 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs every image/tensor file of a directory, writing same-named outputs into `a.output`.
+/// Runs every image/tensor file of a directory, staging same-named outputs into `a.output`.
+/// Files that are neither images nor tensors are named in one note (never skipped silently).
 fn run_dir(
     a: &Args,
     art: &Artifact,
     program: Option<&Program>,
+    outs: &mut Outputs,
 ) -> anyhow::Result<(RunResult, Vec<Vec<usize>>)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&a.input)
+    let mut all: Vec<PathBuf> = std::fs::read_dir(&a.input)
         .with_context(|| format!("{}: cannot list", a.input.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && is_input_file(p))
         .collect();
-    files.sort();
+    all.sort();
+    let (files, other): (Vec<PathBuf>, Vec<PathBuf>) =
+        all.into_iter().partition(|p| p.is_file() && is_input_file(p));
     if files.is_empty() {
         bail!(
-            "{}: no .png, .jpg, .jpeg or .safetensors files in the directory",
+            "{}: no image (.png, .jpg, .tif, .bmp, .webp) or .safetensors files in the directory",
             a.input.display()
         );
     }
-    if a.output.exists() && !a.output.is_dir() {
-        bail!(
-            "{}: the input is a directory, so the output must be a directory too",
-            a.output.display()
+    if !other.is_empty() {
+        let names: Vec<String> = other
+            .iter()
+            .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned())
+            .collect();
+        eprintln!(
+            "note: {}: {} entr{} not run (not an image or .safetensors file): {}",
+            a.input.display(),
+            names.len(),
+            if names.len() == 1 { "y" } else { "ies" },
+            names.join(", ")
         );
     }
-    // Read everything first so a bad file fails before any output is written.
+    // Name every destination and read every input first, so a bad file fails before any work.
+    let dests: Vec<PathBuf> = files
+        .iter()
+        .map(|f| a.output.join(f.file_name().expect("listed files have names")))
+        .collect();
+    for d in &dests {
+        outs.claim(d, "an output of --output")?;
+    }
     let inputs: Vec<Array> = files
         .iter()
         .map(|f| read_input(f))
         .collect::<anyhow::Result<_>>()?;
-    std::fs::create_dir_all(&a.output)
-        .with_context(|| format!("{}: cannot create", a.output.display()))?;
     let bar = indicatif::ProgressBar::new(files.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -212,7 +235,7 @@ fn run_dir(
     );
     let mut total = RunResult::default();
     let mut shapes = vec![];
-    for (f, input) in files.iter().zip(&inputs) {
+    for ((f, input), out) in files.iter().zip(&inputs).zip(&dests) {
         bar.set_message(
             f.file_name()
                 .unwrap_or_default()
@@ -220,11 +243,7 @@ fn run_dir(
                 .into_owned(),
         );
         let res = run_one(a, art, program, input)?;
-        let out = a
-            .output
-            .join(f.file_name().expect("listed files have names"));
-        write_output(&out, &res.outputs[0])
-            .with_context(|| format!("writing {}", out.display()))?;
+        outs.write(out, &encode_output(out, &res.outputs[0], is_deep_image(f))?)?;
         total.merge_counts(&res);
         shapes.push(input.shape.clone());
         bar.inc(1);

@@ -13,7 +13,8 @@ use spikerc_targets::lynxi::{self, kib};
 use spikerc_targets::{SimOptions, TargetSpec};
 use std::path::{Path, PathBuf};
 
-use crate::io::{read_input, write_atomic, write_output};
+use crate::io::{check_output_path, encode_output, is_deep_image, read_input};
+use crate::outputs::Outputs;
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -59,6 +60,7 @@ pub fn compile_target(a: &super::compile::Args, target: &str) -> anyhow::Result<
     let spec = TargetSpec::parse(target).map_err(anyhow::Error::msg)?;
     let (machine, label) = spec.load()?;
     let size = parse_size(&a.input_size)?;
+    let mut outs = a.outputs(true)?;
     let bytes = std::fs::read(&a.weights)
         .with_context(|| format!("{}: cannot read", a.weights.display()))?;
     let art = if Artifact::sniff(&bytes) {
@@ -82,10 +84,10 @@ pub fn compile_target(a: &super::compile::Args, target: &str) -> anyhow::Result<
         },
     )?;
     if let Some(r) = &a.report {
-        let json = serde_json::to_vec_pretty(&art.report)?;
-        write_atomic(r, &json).with_context(|| format!("writing {}", r.display()))?;
+        outs.write(r, &serde_json::to_vec_pretty(&art.report)?)?;
     }
     dep.write_dir(&a.output)?;
+    outs.commit()?;
     let s = &dep.manifest.summary;
     println!(
         "deployed {} -> {}/ ({}, {}, {}x{}, T={})",
@@ -113,6 +115,19 @@ pub fn compile_target(a: &super::compile::Args, target: &str) -> anyhow::Result<
 }
 
 pub fn main(a: Args) -> anyhow::Result<()> {
+    let mut outs = Outputs::new();
+    outs.input(&a.dir).input(&a.input);
+    for f in ["manifest.json", "weights.bin", "routes.bin", "model.spk"] {
+        outs.input(&a.dir.join(f));
+    }
+    if let Some(o) = &a.output {
+        check_output_path(o)?;
+        outs.claim(o, "--output")?;
+    }
+    outs.claim(&a.report, "--report")?;
+    if let Some(p) = &a.report_html {
+        outs.claim(p, "--report-html")?;
+    }
     let dep = lynxi::load_dir(&a.dir)?;
     let input = read_input(&a.input)?;
     if input.shape.len() != 4 {
@@ -128,14 +143,13 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         .with_context(|| format!("simulating {} on {}", a.dir.display(), a.input.display()))?;
     let json = serde_json::to_vec_pretty(&sim.report)?;
     if let Some(o) = &a.output {
-        write_output(o, &sim.outputs[0].crop(h, w))
-            .with_context(|| format!("writing {}", o.display()))?;
+        outs.write(o, &encode_output(o, &sim.outputs[0].crop(h, w), is_deep_image(&a.input))?)?;
     }
-    write_atomic(&a.report, &json).with_context(|| format!("writing {}", a.report.display()))?;
+    outs.write(&a.report, &json)?;
     if let Some(p) = &a.report_html {
-        write_atomic(p, sim.report.html().as_bytes())
-            .with_context(|| format!("writing {}", p.display()))?;
+        outs.write(p, sim.report.html().as_bytes())?;
     }
+    outs.commit()?;
     print!("{}", sim.report.table(a.top));
     println!(
         "report: {}{}",

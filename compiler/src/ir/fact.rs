@@ -53,8 +53,13 @@ impl fmt::Display for Dim {
             Dim::Batch => write!(f, "N"),
             Dim::Height(0) => write!(f, "H"),
             Dim::Width(0) => write!(f, "W"),
-            Dim::Height(k) => write!(f, "H/{}", 1u64 << k),
-            Dim::Width(k) => write!(f, "W/{}", 1u64 << k),
+            Dim::Height(k) | Dim::Width(k) => {
+                let axis = if matches!(self, Dim::Height(_)) { "H" } else { "W" };
+                match 1u64.checked_shl(u32::from(*k)) {
+                    Some(d) => write!(f, "{axis}/{d}"),
+                    None => write!(f, "{axis}/2^{k}"),
+                }
+            }
         }
     }
 }

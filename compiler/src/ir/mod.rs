@@ -68,8 +68,21 @@ pub enum IrError {
     UnknownNode(NodeId),
 }
 
+/// One node of a graph in its serialized form ([`Graph::to_records`]): nodes are listed in
+/// a topological order and refer to their inputs by position in that list, so the form does
+/// not depend on the in-memory graph library (its node indices, holes or edge layout).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub name: String,
+    pub op: Op,
+    pub fact: Fact,
+    /// Positions (in the record list) of the inputs, in port order; each is smaller than this
+    /// record's own position.
+    pub inputs: Vec<u32>,
+}
+
 /// The dataflow graph.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default)]
 pub struct Graph {
     g: StableDiGraph<Node, u32>,
 }
@@ -222,6 +235,54 @@ impl Graph {
             }
         }
         (order.len() == self.node_count()).then_some(order)
+    }
+
+    /// The graph as records in its deterministic topological order (`None` on a cycle).
+    pub fn to_records(&self) -> Option<Vec<NodeRecord>> {
+        let order = self.topo_order()?;
+        let mut pos = vec![u32::MAX; self.id_bound()];
+        for (i, id) in order.iter().enumerate() {
+            pos[id.index()] = i as u32;
+        }
+        Some(
+            order
+                .iter()
+                .map(|&id| {
+                    let n = self.node(id);
+                    NodeRecord {
+                        name: n.name.clone(),
+                        op: n.op.clone(),
+                        fact: n.fact.clone(),
+                        inputs: self.inputs(id).iter().map(|i| pos[i.index()]).collect(),
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// Rebuilds a graph from records, keeping each record's stored fact (the verifier then
+    /// checks it against the op). Fails naming the record whose input is not an earlier record.
+    pub fn from_records(records: Vec<NodeRecord>) -> Result<Graph, String> {
+        let mut g = Graph::new();
+        let mut ids = Vec::with_capacity(records.len());
+        for (i, r) in records.into_iter().enumerate() {
+            if let Some(&bad) = r.inputs.iter().find(|&&j| j as usize >= i) {
+                return Err(format!(
+                    "node {i} `{}` reads node {bad}, which is not an earlier node",
+                    r.name
+                ));
+            }
+            let id = NodeId::from_ix(g.g.add_node(Node {
+                name: r.name,
+                op: r.op,
+                fact: r.fact,
+            }));
+            for (port, &j) in r.inputs.iter().enumerate() {
+                g.g.add_edge(ids[j as usize], id.ix(), port as u32);
+            }
+            ids.push(id.ix());
+        }
+        Ok(g)
     }
 
     /// The divisor every image side must be a multiple of (`2^k` for the deepest `H/2^k`).

@@ -517,14 +517,17 @@ fn conv_dim(d: Dim, k: usize, s: usize, p: usize) -> Result<Dim, String> {
     }
     match d {
         Dim::Fixed(v) => {
-            let padded = v + 2 * p;
+            let padded = p
+                .checked_mul(2)
+                .and_then(|pp| pp.checked_add(v))
+                .ok_or_else(|| format!("padding {p} is too large"))?;
             if padded < k {
                 return Err(format!("kernel {k} larger than padded input {padded}"));
             }
             Ok(Dim::Fixed((padded - k) / s + 1))
         }
         Dim::Height(sh) | Dim::Width(sh) if k == 2 * p + 1 && (s == 1 || s == 2) => {
-            let sh = if s == 2 { sh + 1 } else { sh };
+            let sh = if s == 2 { sh.saturating_add(1) } else { sh };
             Ok(if matches!(d, Dim::Height(_)) {
                 Dim::Height(sh)
             } else {

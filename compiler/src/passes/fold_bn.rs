@@ -28,6 +28,8 @@ impl Pass for FoldBatchNorm {
             let Op::BatchNorm(bn) = g.node(bn_id).op.clone() else {
                 unreachable!()
             };
+            let bn_name = g.node(bn_id).name.clone();
+            let conv_name = g.node(conv_id).name.clone();
             let Op::Conv2d(conv) = &mut g.node_mut(conv_id).op else {
                 unreachable!()
             };
@@ -47,19 +49,28 @@ impl Pass for FoldBatchNorm {
                 .unwrap_or(vec![0.0; co]);
             let mut new_w = Vec::with_capacity(w.len());
             let mut new_b = Vec::with_capacity(co);
+            let keys = format!("`{bn_name}.weight`, `{bn_name}.running_var`");
             for o in 0..co {
                 let s = gamma[o] as f64 / (var[o] as f64 + bn.eps as f64).sqrt();
                 if !s.is_finite() {
                     return Err(format!(
-                        "running_var of channel {o} gives a non-finite scale"
+                        "BatchNorm `{bn_name}` channel {o}: weight {} / sqrt(running_var {} + eps {}) is not finite (keys {keys})",
+                        gamma[o], var[o], bn.eps
                     ));
                 }
+                let start = new_w.len();
                 new_w.extend(
                     w[o * per_out..(o + 1) * per_out]
                         .iter()
                         .map(|&x| (x as f64 * s) as f32),
                 );
-                new_b.push(((old_bias[o] as f64 - mean[o] as f64) * s + beta[o] as f64) as f32);
+                let b = ((old_bias[o] as f64 - mean[o] as f64) * s + beta[o] as f64) as f32;
+                if !b.is_finite() || new_w[start..].iter().any(|v| !v.is_finite()) {
+                    return Err(format!(
+                        "BatchNorm `{bn_name}` channel {o}: folding it into `{conv_name}` overflows f32 (scale {s:e}; keys {keys}, `{bn_name}.running_mean`, `{bn_name}.bias`)"
+                    ));
+                }
+                new_b.push(b);
             }
             conv.weight = Tensor::from_f32(conv.weight.shape.clone(), new_w);
             conv.bias = Some(Tensor::from_f32(vec![co], new_b));

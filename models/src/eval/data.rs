@@ -71,7 +71,7 @@ fn is_image(p: &Path) -> bool {
         && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
             matches!(
                 e.to_ascii_lowercase().as_str(),
-                "png" | "jpg" | "jpeg" | "bmp" | "tif" | "tiff"
+                "png" | "jpg" | "jpeg" | "bmp" | "tif" | "tiff" | "webp"
             )
         })
 }
