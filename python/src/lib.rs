@@ -25,7 +25,7 @@ use pyo3::types::PyDict;
 use spikerc_compiler::passes::{OptimizeOptions, Precision};
 use spikerc_compiler::Artifact as CoreArtifact;
 use spikerc_models::HyperParams;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pyo3::create_exception!(
     spikerc,
@@ -100,12 +100,6 @@ pub(crate) fn parse_precision(s: &str) -> PyResult<Precision> {
     }
 }
 
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
 /// Compiles a checkpoint into an artifact.
 ///
 /// `weights` is a `.safetensors` path or a dict `{key: numpy array}` (a state_dict). `source`
@@ -156,12 +150,13 @@ fn compile(
                 convert::type_name(weights)
             ))
         })?;
-        py.detach(|| {
-            let ckpt = spikerc_models::Checkpoint::load(&path)?;
-            let source = source.unwrap_or_else(|| file_name(&path));
-            spikerc_models::compile(&ckpt, &hp, opts, &source).map_err(anyhow::Error::from)
-        })
-        .map_err(err)?
+        let mut art = py
+            .detach(|| spikerc_models::compile_checkpoint(&path, &hp, opts))
+            .map_err(err)?;
+        if let Some(s) = source {
+            art.meta.source = s;
+        }
+        art
     };
     Ok(artifact::Artifact::new(art))
 }

@@ -72,12 +72,12 @@ def test_missing_key_raises_spikerc_error_naming_it(l3, tmp_path):
         spikerc.compile(sd, config=l3.meta)
     assert isinstance(e.value, ValueError)
     assert str(e.value) == f"missing key `{key}` (expected shape {shape})"
-    # The same message from a file.
+    # The same message from a file, naming the file.
     bad = tmp_path / "bad.safetensors"
     write_safetensors(bad, sd)
     with pytest.raises(spikerc.SpikercError) as e2:
         spikerc.compile(bad, config=l3.meta)
-    assert str(e2.value) == str(e.value)
+    assert str(e2.value) == f"{bad}: {e.value}"
 
 
 def test_error_messages_equal_the_cli(l3, tmp_path):
