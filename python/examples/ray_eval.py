@@ -77,6 +77,8 @@ def main(argv: Optional[list] = None) -> list:
         if a.address:
             ray.init(address=a.address)
         else:
+            # A loaded 2-core machine can take longer than Ray's default to start its raylet.
+            os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
             ray.init(num_cpus=a.num_cpus, include_dashboard=False, log_to_driver=False)
     try:
         results = sweep(artifacts, datasets, sigma=a.sigma, limit=a.limit)
