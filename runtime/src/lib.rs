@@ -27,6 +27,7 @@
 
 pub mod buffers;
 pub mod conv;
+pub mod disjoint;
 pub mod gather;
 pub mod ops;
 mod program;
@@ -35,7 +36,7 @@ pub mod tile;
 pub mod winograd;
 
 pub use program::{BnStats, NodeTime, OpCounts, Program, RunOptions, RunResult, RuntimeError};
-pub use simd::Level;
+pub use simd::{Isa, Level};
 
 pub use spikerc_compiler::interp::Array;
 pub use spikerc_compiler::{NodeId, Verified};

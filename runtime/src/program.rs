@@ -9,7 +9,7 @@ use spikerc_compiler::{NodeId, Verified};
 
 use crate::conv::{MacConv, SpikeConv};
 use crate::ops;
-use crate::simd::Level;
+use crate::simd::{Isa, Level};
 
 /// Why a run was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -109,7 +109,7 @@ impl RunResult {
 
 /// The kernel a node runs.
 #[derive(Clone, Debug)]
-enum Kernel {
+pub(crate) enum Kernel {
     Input,
     Output,
     RepeatTime(usize),
@@ -165,20 +165,20 @@ enum Kernel {
 }
 
 #[derive(Clone, Debug)]
-struct Step {
-    id: NodeId,
-    module: String,
-    mnemonic: &'static str,
-    inputs: Vec<NodeId>,
-    kernel: Kernel,
+pub(crate) struct Step {
+    pub(crate) id: NodeId,
+    pub(crate) module: String,
+    pub(crate) mnemonic: &'static str,
+    pub(crate) inputs: Vec<NodeId>,
+    pub(crate) kernel: Kernel,
     /// In unobserved runs this step's work is done by a later step ([`fuse_gate_relu_add`]):
     /// it produces no value.
-    folded: bool,
+    pub(crate) folded: bool,
     /// In unobserved runs this `Add` step computes `relu(p * q) + x` itself:
     /// `([p, q], x)`.
-    gate_relu_add: Option<([NodeId; 2], NodeId)>,
+    pub(crate) gate_relu_add: Option<([NodeId; 2], NodeId)>,
     /// Values no longer needed once this step ran.
-    free: Vec<NodeId>,
+    pub(crate) free: Vec<NodeId>,
 }
 
 /// A callback that sees every value a run computes.
@@ -188,7 +188,7 @@ type Observer<'a> = dyn FnMut(NodeId, &Array) + Send + 'a;
 #[derive(Clone, Debug)]
 pub struct Program {
     graph: Verified,
-    steps: Vec<Step>,
+    pub(crate) steps: Vec<Step>,
     level: Level,
     /// Intermediate buffers kept between runs ([`crate::buffers`]).
     pool: crate::buffers::Pool,
@@ -286,16 +286,9 @@ impl Program {
 
     /// Like [`Program::new`] with the kernels' instruction set capped at `level` (never above
     /// what the CPU supports): for tests that every variant gives the same bits.
-    pub fn with_level(g: &Verified, level: Level) -> Program {
+    pub fn with_level(g: &Verified, cap: Isa) -> Program {
         let mut p = Program::new(g);
-        let rank = |l: Level| match l {
-            Level::Baseline => 0,
-            Level::Avx2 => 1,
-            Level::Avx512 => 2,
-        };
-        if rank(level) < rank(p.level) {
-            p.level = level;
-        }
+        p.level = p.level.capped(cap);
         p
     }
 
