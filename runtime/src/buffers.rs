@@ -200,6 +200,13 @@ impl PoolModel {
         n
     }
 
+    /// A fresh vector of `n` elements from outside the pool (it joins the pool when it dies,
+    /// like every value's buffer); returns its capacity.
+    pub fn take_fresh(&mut self, n: usize) -> usize {
+        self.held += n as u64;
+        n
+    }
+
     /// A buffer of capacity `c` given back ([`recycle`]).
     pub fn recycle(&mut self, c: usize) {
         if c >= MIN_POOLED {

@@ -29,13 +29,14 @@ pub mod buffers;
 pub mod conv;
 pub mod disjoint;
 pub mod gather;
+mod memory;
 pub mod ops;
 mod program;
 pub mod simd;
 pub mod tile;
 pub mod winograd;
 
-pub use program::{BnStats, NodeTime, OpCounts, Program, RunOptions, RunResult, RuntimeError};
+pub use program::{max_threads, BnStats, NodeTime, OpCounts, Program, RunOptions, RunResult, RuntimeError};
 pub use simd::{Isa, Level};
 
 pub use spikerc_compiler::interp::Array;

@@ -81,6 +81,12 @@ impl WinogradConv {
         tiles.div_ceil(tiles.div_ceil(fit).max(1))
     }
 
+    /// Bytes of one thread's [`Scratch`] for images `w` wide (for the memory estimate).
+    pub(crate) fn scratch_bytes(&self, w: usize) -> u64 {
+        let (ci, cp, n) = (self.geo.ci, self.geo.cp, self.chunk(w.div_ceil(TILE)));
+        (4 * (POSITIONS * ci * n + 8 * (n + 1) + POSITIONS * n * cp + 4 * n * cp + w)) as u64
+    }
+
     /// `x` is `[lead, ci, h, w]` flattened; writes `[lead, co, h, w]`.
     pub fn run(
         &self,
