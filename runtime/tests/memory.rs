@@ -87,6 +87,13 @@ fn image(n: usize, h: usize, w: usize) -> Array {
 
 const THREADS: usize = 2;
 
+/// The allocator counts every thread: the tests of this binary run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Heap bytes two runs of a fresh program on `x` add at their peak (the program's pool
 /// persists between them, as in tiling).
 fn measured(g: &Verified, x: &Array) -> u64 {
@@ -109,6 +116,7 @@ fn measured(g: &Verified, x: &Array) -> u64 {
 
 #[test]
 fn the_estimate_bounds_the_measured_peak_and_is_not_loose() {
+    let _serial = serial();
     let mut rows = vec![];
     for (name, precision, n, h, w) in [
         ("spikerir-l3-d16", Precision::F32, 1, 32, 32),
@@ -134,6 +142,7 @@ fn the_estimate_bounds_the_measured_peak_and_is_not_loose() {
 
 #[test]
 fn the_planner_runs_whole_tiles_within_the_budget_or_refuses() {
+    let _serial = serial();
     let g = compiled("spikerir-l3-d16", Precision::F32);
     let p = Program::new(&g);
     let (n, h, w) = (1, 96, 80);
@@ -176,6 +185,7 @@ fn fmt(b: u64) -> String {
 
 #[test]
 fn bad_tiles_and_thread_counts_are_errors() {
+    let _serial = serial();
     let g = compiled("spikerir-l3-d16", Precision::F32);
     let p = Program::new(&g);
     let x = image(1, 16, 16);
