@@ -162,11 +162,7 @@ impl Program {
             // The outputs go to the caller and are dropped before the next run.
             tr.extra -= outputs;
         }
-        let threads = if threads == 0 {
-            rayon::current_num_threads()
-        } else {
-            threads
-        };
+        let threads = crate::program::threads_used(threads);
         // Bookkeeping: the result's per-module maps, the value table, argument lists.
         let book = (self.steps.len() as u64) * 512 + (g.id_bound() as u64) * 64 + (64 << 10);
         let per_thread = scratch.row_f32 + scratch.row_i64 + scratch.winograd + scratch.lif;

@@ -627,6 +627,15 @@ impl Program {
     }
 }
 
+/// The worker threads a run with `threads` (0 = all cores) uses.
+pub fn threads_used(threads: usize) -> usize {
+    if threads == 0 {
+        rayon::current_num_threads()
+    } else {
+        threads
+    }
+}
+
 /// Refuses thread counts above [`max_threads`].
 fn check_threads(threads: usize) -> Result<(), RuntimeError> {
     let max = max_threads();

@@ -263,6 +263,25 @@ pub fn run_planned(
     }
 }
 
+/// Parses a byte size: a number (decimals allowed) with an optional binary unit `K`, `M`,
+/// `G` or `T` (`KiB`/`KB`/... accepted, all powers of 1024).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: f64 = num.parse().ok()?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return None,
+    };
+    let bytes = num * (1u64 << shift) as f64;
+    (bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
+}
+
 /// The default memory budget: half of the memory available now (`MemAvailable` in
 /// `/proc/meminfo`), or 4 GiB where that cannot be read.
 pub fn default_budget() -> u64 {
