@@ -36,7 +36,7 @@ pub mod simd;
 pub mod tile;
 pub mod winograd;
 
-pub use program::{max_threads, threads_used, BnStats, NodeTime, OpCounts, Program, RunOptions, RunResult, RuntimeError};
+pub use program::{gib, max_threads, threads_used, BnStats, NodeTime, OpCounts, Program, RunOptions, RunResult, RuntimeError};
 pub use simd::{Isa, Level};
 
 pub use spikerc_compiler::interp::Array;

@@ -39,7 +39,7 @@ pub enum RuntimeError {
 }
 
 /// `bytes` in GiB with two decimals (MiB below 1 GiB).
-pub(crate) fn gib(bytes: u64) -> String {
+pub fn gib(bytes: u64) -> String {
     if bytes >= 1 << 30 {
         format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
     } else {

@@ -78,7 +78,9 @@ fn run_one(
                 .map_err(|e| flag_error(a, e))?;
             if let (None, Some((t, o))) = (a.tile, plan.tile) {
                 eprintln!(
-                    "note: a whole {h}x{w} input would exceed the memory budget (--max-memory): running in {t}x{t} tiles with overlap {o}"
+                    "note: a whole {h}x{w} input would exceed the memory budget of {} (--max-memory): running in {t}x{t} tiles with overlap {o} (estimated peak {})",
+                    spikerc_runtime::gib(budget),
+                    spikerc_runtime::gib(plan.bytes)
                 );
             }
             Ok(tile::run_planned(p, input, &plan, &opts).map_err(|e| flag_error(a, e))?)
