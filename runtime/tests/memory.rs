@@ -7,6 +7,8 @@ use spikerc_compiler::passes::Precision;
 use spikerc_compiler::Verified;
 use spikerc_runtime::{tile, Program, RunOptions, RuntimeError};
 use std::alloc::{GlobalAlloc, Layout, System};
+
+mod common;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -72,16 +74,9 @@ fn compiled(name: &str, precision: Precision) -> Verified {
         .graph
 }
 
+/// A deterministic `[n, 3, h, w]` image in [0, 1).
 fn image(n: usize, h: usize, w: usize) -> Array {
-    let mut s = 0x2545_f491u32;
-    let data = (0..n * 3 * h * w)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s % 1000) as f32 / 1000.0
-        })
-        .collect();
+    let data = common::values(n * 3 * h * w, 5).iter().map(|v| 0.5 + 0.5 * v).collect();
     Array::new(vec![n, 3, h, w], data)
 }
 
