@@ -142,7 +142,8 @@ fn hostile_inputs_to_every_command_fail_cleanly() {
     let report = lab.p("out/r.json");
 
     // Mutated files in every input slot of every command.
-    let slots: Vec<(&Path, &str)> = vec![(&ck, "ck"), (&meta, "meta"), (&art, "art"), (&png, "png"), (&tensor, "tensor"), (&dep.join("manifest.json"), "manifest")];
+    let manifest = dep.join("manifest.json");
+    let slots: Vec<(&Path, &str)> = vec![(&ck, "ck"), (&meta, "meta"), (&art, "art"), (&png, "png"), (&tensor, "tensor"), (&manifest, "manifest")];
     for (path, slot) in slots {
         let good = std::fs::read(path).unwrap();
         let bad = lab.p(&format!("bad-{slot}{}", path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default()));

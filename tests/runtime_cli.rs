@@ -204,6 +204,9 @@ fn bad_run_inputs_are_one_clear_error_and_leave_no_output() {
             "--engine",
             "interp",
         ],
+        vec!["run", s(&art), "--input", s(&gold), "--output", s(&out), "--tile", "8", "--overlap", "16"],
+        vec!["run", s(&art), "--input", s(&gold), "--output", s(&out), "--max-memory", "1M", "--threads", "1"],
+        vec!["run", s(&art), "--input", s(&gold), "--output", s(&out), "--max-memory", "lots"],
     ];
     let mut msgs = vec![];
     for c in &cases {

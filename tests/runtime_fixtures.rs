@@ -10,7 +10,7 @@ use common::*;
 use spikerc_compiler::interp::{self, Array};
 use spikerc_compiler::passes::Precision;
 use spikerc_compiler::Verified;
-use spikerc_runtime::{Level, Program, RunOptions, RunResult};
+use spikerc_runtime::{Isa, Program, RunOptions, RunResult};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -158,7 +158,7 @@ fn every_instruction_set_level_gives_the_same_bits() {
     for precision in [Precision::F32, Precision::F16] {
         let g = compiled(dir, precision);
         let best = run(&Program::new(&g), &gold.input, 2);
-        for level in [Level::Avx2, Level::Baseline] {
+        for level in [Isa::Avx2, Isa::Baseline] {
             let r = run(&Program::with_level(&g, level), &gold.input, 2);
             assert_eq!(
                 bits(&r.outputs[0]),

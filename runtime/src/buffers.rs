@@ -13,6 +13,12 @@
 //!
 //! Reuse changes where results are written, never what is written: every buffer handed out
 //! is fully zeroed, exactly as a fresh `vec![0.0; n]`.
+//!
+//! Allocation is fallible where it matters: before each step the program calls [`prepare`]
+//! with the sizes the step will take, which makes the pool hold fitting buffers using
+//! `try_reserve` (so an allocation the machine cannot serve is an error, not an abort); the
+//! step's own [`zeroed`]/[`overwritten`] calls then find them. [`PoolModel`] replays the same
+//! policy ([`pick`]) on sizes only, for the memory estimate ([`crate::Program::peak_bytes`]).
 
 use std::cell::RefCell;
 
@@ -89,13 +95,7 @@ fn take(n: usize) -> Vec<f32> {
         let reused = POOL.with(|p| {
             let mut p = p.borrow_mut();
             let pool = p.as_mut()?;
-            let best = pool
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| b.capacity() >= n)
-                .min_by_key(|(_, b)| b.capacity())
-                .or_else(|| pool.iter().enumerate().max_by_key(|(_, b)| b.capacity()))
-                .map(|(i, _)| i)?;
+            let best = pick(pool.iter().map(|b| b.capacity()), n)?;
             Some(pool.swap_remove(best))
         });
         if let Some(mut v) = reused {
@@ -109,6 +109,122 @@ fn take(n: usize) -> Vec<f32> {
         }
     }
     vec![0.0; n]
+}
+
+/// The pooled buffer (by index among `caps`, their capacities) that a request for `n`
+/// elements takes: the smallest that fits, else the largest (to be grown).
+fn pick(caps: impl Iterator<Item = usize> + Clone, n: usize) -> Option<usize> {
+    caps.clone()
+        .enumerate()
+        .filter(|&(_, c)| c >= n)
+        .min_by_key(|&(_, c)| c)
+        .or_else(|| caps.enumerate().max_by_key(|&(_, c)| c))
+        .map(|(i, _)| i)
+}
+
+/// An allocation the system refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllocError {
+    /// Bytes requested.
+    pub bytes: u64,
+}
+
+/// Makes the active pool hold a buffer of at least `n` elements for each of `sizes` (taken as
+/// the step will take them, then given back), allocating or growing with `try_reserve`:
+/// after `Ok`, the step's [`zeroed`]/[`overwritten`] calls of these sizes allocate nothing.
+/// Without a scope it only checks that the memory can be had (allocates and frees it).
+pub fn prepare(sizes: &[usize]) -> Result<(), AllocError> {
+    let mut held = Vec::with_capacity(sizes.len());
+    let mut result = Ok(());
+    for &n in sizes {
+        let mut v = POOL
+            .with(|p| {
+                let mut p = p.borrow_mut();
+                let pool = p.as_mut()?;
+                let best = pick(pool.iter().map(|b| b.capacity()), n)?;
+                Some(pool.swap_remove(best))
+            })
+            .unwrap_or_default();
+        if v.capacity() < n {
+            v.clear();
+            if v.try_reserve_exact(n).is_err() {
+                result = Err(AllocError {
+                    bytes: (n as u64).saturating_mul(4),
+                });
+                held.push(v);
+                break;
+            }
+        }
+        held.push(v);
+    }
+    for v in held {
+        recycle(v);
+    }
+    result
+}
+
+/// A copy of `a` allocated fallibly.
+pub fn try_copy(a: &[f32]) -> Result<Vec<f32>, AllocError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(a.len()).map_err(|_| AllocError {
+        bytes: (a.len() as u64).saturating_mul(4),
+    })?;
+    v.extend_from_slice(a);
+    Ok(v)
+}
+
+/// The pool's policy on sizes only: replays [`take`]/[`recycle`] and tracks the bytes held
+/// (live buffers it handed out plus pooled ones), for the memory estimate.
+#[derive(Clone, Debug, Default)]
+pub struct PoolModel {
+    /// Capacities (elements) of the pooled buffers.
+    pooled: Vec<usize>,
+    /// Elements held in pooled and handed-out buffers.
+    held: u64,
+}
+
+impl PoolModel {
+    /// A request for `n` elements; returns the capacity of the buffer handed out.
+    pub fn take(&mut self, n: usize) -> usize {
+        if n >= MIN_POOLED {
+            if let Some(i) = pick(self.pooled.iter().copied(), n) {
+                let c = self.pooled.swap_remove(i);
+                if c < n {
+                    self.held += (n - c) as u64;
+                    return n;
+                }
+                return c;
+            }
+        }
+        self.held += n as u64;
+        n
+    }
+
+    /// A fresh vector of `n` elements from outside the pool (it joins the pool when it dies,
+    /// like every value's buffer); returns its capacity.
+    pub fn take_fresh(&mut self, n: usize) -> usize {
+        self.held += n as u64;
+        n
+    }
+
+    /// A buffer of capacity `c` given back ([`recycle`]).
+    pub fn recycle(&mut self, c: usize) {
+        if c >= MIN_POOLED {
+            self.pooled.push(c);
+        } else {
+            self.drop_buffer(c);
+        }
+    }
+
+    /// A buffer of capacity `c` freed outside the pool.
+    pub fn drop_buffer(&mut self, c: usize) {
+        self.held -= c as u64;
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> u64 {
+        self.held * 4
+    }
 }
 
 /// Gives a buffer back to the active pool (dropped if there is none or it is small).

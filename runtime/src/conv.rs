@@ -21,15 +21,14 @@
 //! output rows) with rayon; every output is computed by exactly one task, so results do not
 //! depend on the thread count.
 
-use rayon::prelude::*;
 use spikerc_compiler::ir::{Conv2d, ConvAlgorithm};
 use spikerc_compiler::tensor::TensorData;
 use std::cell::RefCell;
 
+use crate::disjoint::{self, ChannelRows};
 use crate::gather;
 use crate::simd::{self, Level};
 use crate::winograd::WinogradConv;
-use crate::SyncPtr;
 
 /// Lanes of one weight chunk; output channels are padded to a multiple of this.
 pub const LANES: usize = 16;
@@ -47,15 +46,13 @@ pub(crate) trait Acc:
     fn to_f32(self) -> f32;
     /// Runs `f` on this thread's row buffer of this type, resized to `len` zeros.
     fn with_row<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
-    /// Writes the channel-last row `buf` (`[n][cp]`) as f32 into `co` planar rows of `dst`
-    /// (`stride` apart), adding the bias last ([`simd::store_planes`]).
+    /// Writes the channel-last row `buf` (`[n][cp]`, `n = dst.len()`) as f32 into the `co`
+    /// rows of `dst`, adding the bias last ([`simd::store_planes`]).
     fn store_planes(
         level: Level,
         buf: &[Self],
         g: &Geometry,
-        n: usize,
-        dst: &mut [f32],
-        stride: usize,
+        dst: &mut ChannelRows<'_>,
         bias: Option<&[f32]>,
     );
     /// The gather kernel's AVX-512 pass with `NZ` registers per pixel.
@@ -100,12 +97,10 @@ macro_rules! impl_acc {
                 level: Level,
                 buf: &[$t],
                 g: &Geometry,
-                n: usize,
-                dst: &mut [f32],
-                stride: usize,
+                dst: &mut ChannelRows<'_>,
                 bias: Option<&[f32]>,
             ) {
-                $planes(level, buf, g, n, dst, stride, bias)
+                $planes(level, buf, g, dst, bias)
             }
             fn with_row<R>(len: usize, f: impl FnOnce(&mut [$t]) -> R) -> R {
                 $row.with(|b| {
@@ -114,6 +109,8 @@ macro_rules! impl_acc {
                     f(&mut b)
                 })
             }
+            /// # Safety
+            /// As [`gather::pass512_f32`].
             #[cfg(target_arch = "x86_64")]
             unsafe fn pass512<const NZ: usize>(
                 g: &Geometry,
@@ -145,12 +142,11 @@ fn store_planes_f32(
     level: Level,
     buf: &[f32],
     g: &Geometry,
-    n: usize,
-    dst: &mut [f32],
-    stride: usize,
+    dst: &mut ChannelRows<'_>,
     bias: Option<&[f32]>,
 ) {
-    simd::store_planes(level, buf, g.cp, g.co, n, dst, stride, bias)
+    debug_assert_eq!(dst.channels(), g.co);
+    simd::store_planes(level, buf, g.cp, dst, bias)
 }
 
 /// [`Acc::store_planes`] for fixed point: convert (one rounding), then add the bias.
@@ -158,13 +154,12 @@ fn store_planes_i64(
     _: Level,
     buf: &[i64],
     g: &Geometry,
-    n: usize,
-    dst: &mut [f32],
-    stride: usize,
+    dst: &mut ChannelRows<'_>,
     bias: Option<&[f32]>,
 ) {
+    assert!(dst.channels() == g.co && buf.len() >= dst.len() * g.cp);
     for o in 0..g.co {
-        let row = &mut dst[o * stride..o * stride + n];
+        let row = dst.row(o);
         let col = buf[o..].iter().step_by(g.cp);
         match bias {
             Some(bb) => row
@@ -305,51 +300,41 @@ pub struct DenseConv {
     pub(crate) bias: Option<Vec<f32>>,
 }
 
-/// Calls `row(b, oy, ob)` for every output row `oy` of every plane `b`, in parallel over
-/// (plane, band of rows); `ob` is plane `b` of `out` (`[co, oh, ow]`). Every output row is
-/// computed by exactly one task, so results do not depend on the thread count.
+/// Calls `row(b, oy, dst)` for every output row `oy` of every plane `b` of `out`
+/// (`[lead, co, oh, ow]`), in parallel over (plane, band of rows) cells
+/// ([`disjoint::par_regions`]); `dst` is that row of every output channel. Every output row
+/// is computed by exactly one task, so results do not depend on the thread count.
 fn par_output_rows(
     out: &mut [f32],
     lead: usize,
     g: &Geometry,
     (oh, ow): (usize, usize),
-    row: impl Fn(usize, usize, &mut [f32]) + Sync,
+    row: impl Fn(usize, usize, &mut ChannelRows<'_>) + Sync,
 ) {
-    let out_ptr = SyncPtr(out.as_mut_ptr());
     let rows_per_task = 1usize.max(4096 / (ow * g.cp).max(1));
-    let bands = oh.div_ceil(rows_per_task);
-    (0..lead * bands).into_par_iter().for_each(|task| {
-        let (b, band) = (task / bands, task % bands);
-        let r0 = band * rows_per_task;
-        let r1 = (r0 + rows_per_task).min(oh);
-        let p = &out_ptr;
-        // SAFETY: each task writes only rows r0..r1 of plane b of every output channel;
-        // tasks partition (plane, row) pairs, so writes never overlap.
-        let ob =
-            unsafe { std::slice::from_raw_parts_mut(p.0.add(b * g.co * oh * ow), g.co * oh * ow) };
-        for oy in r0..r1 {
-            row(b, oy, ob);
+    disjoint::par_regions(out, lead, g.co, (oh, ow), (rows_per_task, ow), |mut cell| {
+        let b = cell.plane();
+        for oy in cell.rows() {
+            row(b, oy, &mut cell.rows_at(oy));
         }
     });
 }
 
-/// Runs `fill` on a zeroed channel-last accumulator row (`[ow][cp]`), then writes it into row
-/// `oy` of the `[co, oh, ow]` planes `ob` (as f32), adding the bias last. Kernels accumulate
-/// with vector stores into the row; the transposition writes each plane's row contiguously
-/// (storing a register tile straight into `co` planes would touch a new cache line per
-/// element).
+/// Runs `fill` on a zeroed channel-last accumulator row (`[ow][cp]`, `ow = dst.len()`), then
+/// writes it into `dst` (one output row per channel, as f32), adding the bias last. Kernels
+/// accumulate with vector stores into the row; the transposition writes each plane's row
+/// contiguously (storing a register tile straight into `co` planes would touch a new cache
+/// line per element).
 pub(crate) fn via_row_buffer<T: Acc>(
     level: Level,
     g: &Geometry,
     bias: Option<&[f32]>,
-    oy: usize,
-    (oh, ow): (usize, usize),
-    ob: &mut [f32],
+    dst: &mut ChannelRows<'_>,
     fill: impl FnOnce(&mut [T]),
 ) {
-    T::with_row(ow * g.cp, |buf| {
+    T::with_row(dst.len() * g.cp, |buf| {
         fill(buf);
-        T::store_planes(level, buf, g, ow, &mut ob[oy * ow..], oh * ow, bias);
+        T::store_planes(level, buf, g, dst, bias);
     });
 }
 
@@ -393,9 +378,9 @@ impl DenseConv {
     ) -> (Vec<f32>, ConvCounts) {
         let g = &self.geo;
         let mut out = crate::buffers::overwritten(lead * g.co * oh * ow);
-        par_output_rows(&mut out, lead, g, (oh, ow), |b, oy, ob| {
+        par_output_rows(&mut out, lead, g, (oh, ow), |b, oy, dst| {
             let xb = &x[b * g.ci * h * w..(b + 1) * g.ci * h * w];
-            simd::dense_row(level, self, xb, (h, w), oy, (oh, ow), ob);
+            simd::dense_row(level, self, xb, (h, w), oy, dst);
         });
         let mac = (lead * g.co * oh * ow * g.ci * g.kh * g.kw) as u64;
         (
@@ -620,15 +605,9 @@ impl SpikeConv {
         let g = &self.geo;
         let mut out = crate::buffers::overwritten(lead * g.co * oh * ow);
         let bias = self.bias.as_deref();
-        par_output_rows(&mut out, lead, g, (oh, ow), |b, oy, ob| {
-            match &self.weights {
-                SpikeWeights::F32(wt) => {
-                    gather::row(level, g, wt, bias, masks, b, oy, (oh, ow), ob)
-                }
-                SpikeWeights::Fixed(wt) => {
-                    gather::row(level, g, wt, bias, masks, b, oy, (oh, ow), ob)
-                }
-            }
+        par_output_rows(&mut out, lead, g, (oh, ow), |b, oy, dst| match &self.weights {
+            SpikeWeights::F32(wt) => gather::row(level, g, wt, bias, masks, b, oy, dst),
+            SpikeWeights::Fixed(wt) => gather::row(level, g, wt, bias, masks, b, oy, dst),
         });
         (
             out,
@@ -672,7 +651,7 @@ mod tests {
             seed ^= seed << 17;
             (seed % 100_000) as f32 / 100_000.0
         };
-        let levels = [Level::detect(), Level::Baseline];
+        let levels = Level::detect().and_below();
         for (ci, co, k, s, p) in [(5, 20, 3, 1, 1), (70, 33, 3, 2, 1), (6, 17, 1, 1, 0)] {
             let w: Vec<f32> = (0..co * ci * k * k).map(|_| rnd() - 0.5).collect();
             let b: Vec<f32> = (0..co).map(|_| rnd() * 0.1).collect();
@@ -723,7 +702,7 @@ mod tests {
                         false,
                     );
                     let sc = SpikeConv::new(c);
-                    for level in levels {
+                    for &level in &levels {
                         let (a, ca) = sc.run(&x, 2, (h, wd), (oh, ow), level);
                         let what = format!(
                             "ci {ci} co {co} k {k} s {s} rate {rate} {level:?} exact {}",

@@ -26,7 +26,8 @@
 use rayon::prelude::*;
 
 use crate::conv::{reach, via_row_buffer, Acc, Geometry, Lines};
-use crate::simd::{isa, Level};
+use crate::disjoint::ChannelRows;
+use crate::simd::{isa, Isa, Level};
 
 /// Most zmm accumulators one pass keeps per pixel.
 const MAX_ZMM: usize = 12;
@@ -171,7 +172,8 @@ fn pass_width(ci: usize, nz: usize) -> usize {
 }
 
 /// Output row `oy` of plane `b` of a gather convolution with weights `wt` in the [`layout`]
-/// order, all output channels, written into `ob` (`[co, oh, ow]` of plane `b`).
+/// order, all output channels, all `ow = dst.len()` columns, written into `dst` (that row of
+/// every output channel).
 pub(crate) fn row<T: Acc>(
     level: Level,
     g: &Geometry,
@@ -180,15 +182,15 @@ pub(crate) fn row<T: Acc>(
     m: &Masks,
     b: usize,
     oy: usize,
-    (oh, ow): (usize, usize),
-    ob: &mut [f32],
+    dst: &mut ChannelRows<'_>,
 ) {
+    let ow = dst.len();
     let plane = m.hp * m.wp * m.words;
     let mp = &m.data[b * plane..(b + 1) * plane];
     assert!((oy * g.stride[0] + g.kh) <= m.hp && ((ow - 1) * g.stride[1] + g.kw) <= m.wp);
     assert!(wt.len() == g.kh * g.kw * g.ci * g.cp && g.ci <= m.words * 64);
-    via_row_buffer::<T>(level, g, bias, oy, (oh, ow), ob, |acc| {
-        if level != Level::Avx512 {
+    via_row_buffer::<T>(level, g, bias, dst, |acc| {
+        if level.isa() != Isa::Avx512 {
             return pass_portable(level, g, wt, mp, (m.wp, m.words), oy, ow, acc);
         }
         let nz = g.cp / T::PER_ZMM;

@@ -27,15 +27,17 @@
 
 pub mod buffers;
 pub mod conv;
+pub mod disjoint;
 pub mod gather;
+mod memory;
 pub mod ops;
 mod program;
 pub mod simd;
 pub mod tile;
 pub mod winograd;
 
-pub use program::{BnStats, NodeTime, OpCounts, Program, RunOptions, RunResult, RuntimeError};
-pub use simd::Level;
+pub use program::{gib, max_threads, threads_used, BnStats, NodeTime, OpCounts, Program, RunOptions, RunResult, RuntimeError};
+pub use simd::{Isa, Level};
 
 pub use spikerc_compiler::interp::Array;
 pub use spikerc_compiler::{NodeId, Verified};

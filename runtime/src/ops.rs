@@ -818,7 +818,7 @@ mod tests {
                 let (want, want_n) = lif_forward(&x, &l);
                 let (got, got_n) = lif(&x, &l);
                 assert_eq!((got.data, got_n), (want.data.clone(), want_n), "{l:?}");
-                for level in [Level::detect(), Level::Baseline] {
+                for level in Level::detect().and_below() {
                     let (m, k) = lif_packed(&x, &l, &geo, level);
                     assert_eq!(k, want_n, "{l:?} {level:?}");
                     let (hp, wp, nw) = (m.hp, m.wp, m.words);

@@ -9,7 +9,7 @@ use spikerc_compiler::{NodeId, Verified};
 
 use crate::conv::{MacConv, SpikeConv};
 use crate::ops;
-use crate::simd::Level;
+use crate::simd::{Isa, Level};
 
 /// Why a run was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -24,6 +24,33 @@ pub enum RuntimeError {
         overlap: usize,
         reason: String,
     },
+    /// The system refused an allocation (a buffer the memory plan did not foresee).
+    #[error("out of memory: could not allocate {} for {module}", gib(*bytes))]
+    Alloc { bytes: u64, module: String },
+    /// Even the smallest plan needs more memory than the budget allows.
+    #[error("needs {} for a {h}x{w} input, budget {}: {detail}", gib(*needed), gib(*budget))]
+    OverBudget {
+        needed: u64,
+        h: usize,
+        w: usize,
+        budget: u64,
+        detail: String,
+    },
+}
+
+/// `bytes` in GiB with two decimals (MiB below 1 GiB).
+pub fn gib(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+    }
+}
+
+/// The most worker threads a run accepts: 4 x the machine's available parallelism (more only
+/// adds scheduling overhead; 1024 threads took 9.5 s on a 32x32 image).
+pub fn max_threads() -> usize {
+    4 * std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Options of one run.
@@ -109,7 +136,7 @@ impl RunResult {
 
 /// The kernel a node runs.
 #[derive(Clone, Debug)]
-enum Kernel {
+pub(crate) enum Kernel {
     Input,
     Output,
     RepeatTime(usize),
@@ -165,20 +192,20 @@ enum Kernel {
 }
 
 #[derive(Clone, Debug)]
-struct Step {
-    id: NodeId,
-    module: String,
-    mnemonic: &'static str,
-    inputs: Vec<NodeId>,
-    kernel: Kernel,
+pub(crate) struct Step {
+    pub(crate) id: NodeId,
+    pub(crate) module: String,
+    pub(crate) mnemonic: &'static str,
+    pub(crate) inputs: Vec<NodeId>,
+    pub(crate) kernel: Kernel,
     /// In unobserved runs this step's work is done by a later step ([`fuse_gate_relu_add`]):
     /// it produces no value.
-    folded: bool,
+    pub(crate) folded: bool,
     /// In unobserved runs this `Add` step computes `relu(p * q) + x` itself:
     /// `([p, q], x)`.
-    gate_relu_add: Option<([NodeId; 2], NodeId)>,
+    pub(crate) gate_relu_add: Option<([NodeId; 2], NodeId)>,
     /// Values no longer needed once this step ran.
-    free: Vec<NodeId>,
+    pub(crate) free: Vec<NodeId>,
 }
 
 /// A callback that sees every value a run computes.
@@ -188,7 +215,7 @@ type Observer<'a> = dyn FnMut(NodeId, &Array) + Send + 'a;
 #[derive(Clone, Debug)]
 pub struct Program {
     graph: Verified,
-    steps: Vec<Step>,
+    pub(crate) steps: Vec<Step>,
     level: Level,
     /// Intermediate buffers kept between runs ([`crate::buffers`]).
     pool: crate::buffers::Pool,
@@ -286,16 +313,9 @@ impl Program {
 
     /// Like [`Program::new`] with the kernels' instruction set capped at `level` (never above
     /// what the CPU supports): for tests that every variant gives the same bits.
-    pub fn with_level(g: &Verified, level: Level) -> Program {
+    pub fn with_level(g: &Verified, cap: Isa) -> Program {
         let mut p = Program::new(g);
-        let rank = |l: Level| match l {
-            Level::Baseline => 0,
-            Level::Avx2 => 1,
-            Level::Avx512 => 2,
-        };
-        if rank(level) < rank(p.level) {
-            p.level = level;
-        }
+        p.level = p.level.capped(cap);
         p
     }
 
@@ -340,8 +360,9 @@ impl Program {
         observe: Option<&mut Observer<'_>>,
     ) -> Result<RunResult, RuntimeError> {
         let (n, h, w) = check_input(&self.graph, input)?;
+        check_threads(opts.threads)?;
         if opts.threads == 0 {
-            return Ok(self.execute(input, (n, h, w), opts, observe, None));
+            return self.execute(input, (n, h, w), opts, observe, None);
         }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(opts.threads)
@@ -350,7 +371,7 @@ impl Program {
                 threads: opts.threads,
                 message: e.to_string(),
             })?;
-        Ok(pool.install(move || self.execute(input, (n, h, w), opts, observe, None)))
+        pool.install(move || self.execute(input, (n, h, w), opts, observe, None))
     }
 
     /// Runs `input` once, setting every BatchNorm's statistics from its own input right before
@@ -364,6 +385,7 @@ impl Program {
         opts: &RunOptions,
     ) -> Result<(RunResult, BTreeMap<String, BnStats>), RuntimeError> {
         let (n, h, w) = check_input(&self.graph, input)?;
+        check_threads(opts.threads)?;
         let mut stats = BTreeMap::new();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(opts.threads)
@@ -372,7 +394,7 @@ impl Program {
                 threads: opts.threads,
                 message: e.to_string(),
             })?;
-        let res = pool.install(|| self.execute(input, (n, h, w), opts, None, Some(&mut stats)));
+        let res = pool.install(|| self.execute(input, (n, h, w), opts, None, Some(&mut stats)))?;
         Ok((res, stats))
     }
 
@@ -384,7 +406,7 @@ impl Program {
         opts: &RunOptions,
         observe: Option<&mut Observer<'_>>,
         calib: Option<&mut BTreeMap<String, BnStats>>,
-    ) -> RunResult {
+    ) -> Result<RunResult, RuntimeError> {
         crate::buffers::scope(&self.pool, || {
             self.execute_steps(input, nhw, opts, observe, calib)
         })
@@ -397,7 +419,7 @@ impl Program {
         opts: &RunOptions,
         mut observe: Option<&mut Observer<'_>>,
         mut calib: Option<&mut BTreeMap<String, BnStats>>,
-    ) -> RunResult {
+    ) -> Result<RunResult, RuntimeError> {
         let g = &self.graph;
         let mut values: Vec<Option<Array>> = vec![None; g.id_bound()];
         // Unobserved runs take the fused schedule: LIF outputs kept only as their consumer's
@@ -427,6 +449,14 @@ impl Program {
                 step.module
             );
             let mut counts = OpCounts::default();
+            let len: usize = out_shape.iter().product();
+            let oom = |e: crate::buffers::AllocError| RuntimeError::Alloc {
+                bytes: e.bytes,
+                module: step.module.clone(),
+            };
+            if !(fused && step.folded) {
+                crate::buffers::prepare(&pool_requests(&step.kernel, len)).map_err(oom)?;
+            }
             let out = match &step.kernel {
                 Kernel::Binary(BinaryOp::Mul) if fused && step.folded => {
                     counts.mac = out_shape.iter().product::<usize>() as u64;
@@ -461,8 +491,14 @@ impl Program {
                     Some(Array::new(out_shape.clone(), d))
                 }
                 kernel => Some(match kernel {
-                    Kernel::Input => input.clone(),
-                    Kernel::Output => args[0].clone(),
+                    Kernel::Input => Array::new(
+                        input.shape.clone(),
+                        crate::buffers::try_copy(&input.data).map_err(oom)?,
+                    ),
+                    Kernel::Output => Array::new(
+                        args[0].shape.clone(),
+                        crate::buffers::try_copy(&args[0].data).map_err(oom)?,
+                    ),
                     Kernel::RepeatTime(t) => {
                         let mut d = crate::buffers::overwritten(args[0].len() * t);
                         for c in d.chunks_exact_mut(args[0].len()) {
@@ -587,7 +623,41 @@ impl Program {
                 None => {}
             }
         }
-        res
+        Ok(res)
+    }
+}
+
+/// The worker threads a run with `threads` (0 = all cores) uses.
+pub fn threads_used(threads: usize) -> usize {
+    if threads == 0 {
+        rayon::current_num_threads()
+    } else {
+        threads
+    }
+}
+
+/// Refuses thread counts above [`max_threads`].
+fn check_threads(threads: usize) -> Result<(), RuntimeError> {
+    let max = max_threads();
+    if threads > max {
+        return Err(RuntimeError::Threads {
+            threads,
+            message: format!("more than {max} (4 x the {} available cores)", max / 4),
+        });
+    }
+    Ok(())
+}
+
+/// The buffers a step takes from the pool, by size (elements), for [`crate::buffers::prepare`].
+fn pool_requests(k: &Kernel, len: usize) -> Vec<usize> {
+    match k {
+        Kernel::Input | Kernel::Output | Kernel::LifPacked { .. } | Kernel::Computed => vec![],
+        Kernel::DenseConvRepeated(_, t) => vec![len / t, len],
+        Kernel::Reduce { op, .. } if *op != ReduceOp::Mean => vec![],
+        Kernel::Reduce { .. } | Kernel::ReducePair { .. } => {
+            vec![len.saturating_mul(2 * spikerc_compiler::interp::MEAN_LANES)]
+        }
+        _ => vec![len],
     }
 }
 

@@ -9,6 +9,7 @@
 //! identical bits.
 
 use crate::conv::{via_row_buffer, DenseConv, Window, LANES};
+use crate::disjoint::ChannelRows;
 
 /// `isa!(level, f(args))` calls `f(args)` compiled for `level` (AVX-512, AVX2 or the
 /// baseline): `f` is `#[inline(always)]`, so each instantiation vectorises for its
@@ -23,11 +24,15 @@ macro_rules! isa {
         $crate::simd::isa!(@call $level, || $f($($a),*))
     };
     (@call $level:expr, $call:expr) => {{
+        /// # Safety
+        /// The CPU supports AVX-512F.
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx512f")]
         unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
             f()
         }
+        /// # Safety
+        /// The CPU supports AVX2.
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2")]
         unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
@@ -35,12 +40,12 @@ macro_rules! isa {
         }
         // (Callers may already be inside an `unsafe` block.)
         #[allow(unused_unsafe)]
-        let r = match $level {
-            // SAFETY: `Level::detect` only returns these levels when the CPU has the feature.
+        let r = match $crate::simd::Level::isa($level) {
+            // SAFETY: a `Level` of an ISA exists only when the CPU has it (`Level::detect`).
             #[cfg(target_arch = "x86_64")]
-            $crate::simd::Level::Avx512 => unsafe { avx512($call) },
+            $crate::simd::Isa::Avx512 => unsafe { avx512($call) },
             #[cfg(target_arch = "x86_64")]
-            $crate::simd::Level::Avx2 => unsafe { avx2($call) },
+            $crate::simd::Isa::Avx2 => unsafe { avx2($call) },
             _ => ($call)(),
         };
         r
@@ -48,37 +53,95 @@ macro_rules! isa {
 }
 pub(crate) use isa;
 
-/// The instruction-set level used by the kernels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Level {
-    Avx512,
-    Avx2,
+/// An instruction-set family the kernels are compiled for, in increasing order. A plain
+/// description: only a [`Level`] (which proves the CPU has it) selects code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Isa {
     Baseline,
+    Avx2,
+    Avx512,
 }
 
+impl Isa {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512f",
+            Isa::Avx2 => "avx2",
+            Isa::Baseline => "baseline",
+        }
+    }
+
+    /// Parses `baseline`, `avx2` or `avx512`/`avx512f` (the `SPIKERC_SIMD` values).
+    pub fn parse(s: &str) -> Option<Isa> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "baseline" => Some(Isa::Baseline),
+            "avx2" => Some(Isa::Avx2),
+            "avx512" | "avx512f" => Some(Isa::Avx512),
+            _ => None,
+        }
+    }
+}
+
+/// The instruction-set level the kernels use: a token that **proves** the running CPU
+/// supports its [`Isa`]. Its field is private, so safe code obtains one only from
+/// [`Level::detect`] (or [`Level::baseline`], always valid) and can only lower it
+/// ([`Level::capped`]); the `#[target_feature]` kernels rely on this for soundness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Level(Isa);
+
 impl Level {
-    /// The best level this CPU supports (`SPIKERC_SIMD=baseline|avx2` caps it, for testing).
+    /// The best level this CPU supports, capped by the environment variable `SPIKERC_SIMD`
+    /// (`baseline|avx2|avx512`; used for tests and for valgrind, which lacks AVX-512). The
+    /// variable can only lower the level: naming an instruction set the CPU lacks, or an
+    /// unknown value, leaves the detected one.
     pub fn detect() -> Level {
-        let cap = std::env::var("SPIKERC_SIMD").unwrap_or_default();
+        let best = Level(Self::hardware());
+        match std::env::var("SPIKERC_SIMD").ok().as_deref().and_then(Isa::parse) {
+            Some(cap) => best.capped(cap),
+            None => best,
+        }
+    }
+
+    /// What the CPU supports (no cap).
+    fn hardware() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
-            if cap != "baseline" && cap != "avx2" && is_x86_feature_detected!("avx512f") {
-                return Level::Avx512;
+            if is_x86_feature_detected!("avx512f") {
+                return Isa::Avx512;
             }
-            if cap != "baseline" && is_x86_feature_detected!("avx2") {
-                return Level::Avx2;
+            if is_x86_feature_detected!("avx2") {
+                return Isa::Avx2;
             }
         }
-        let _ = cap;
-        Level::Baseline
+        Isa::Baseline
+    }
+
+    /// The portable level, valid on every CPU.
+    pub fn baseline() -> Level {
+        Level(Isa::Baseline)
+    }
+
+    /// This level lowered to at most `cap` (never raised: the result is still supported).
+    pub fn capped(self, cap: Isa) -> Level {
+        Level(self.0.min(cap))
+    }
+
+    /// This level and every lower one, highest first (for tests that all give the same bits).
+    pub fn and_below(self) -> Vec<Level> {
+        [Isa::Avx512, Isa::Avx2, Isa::Baseline]
+            .into_iter()
+            .filter(|&i| i <= self.0)
+            .map(Level)
+            .collect()
+    }
+
+    /// The instruction set this level selects.
+    pub fn isa(self) -> Isa {
+        self.0
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Level::Avx512 => "avx512f",
-            Level::Avx2 => "avx2",
-            Level::Baseline => "baseline",
-        }
+        self.0.name()
     }
 }
 
@@ -158,6 +221,10 @@ fn dense_row_body(
 /// One `P x (16 * NC)` register tile of a dense convolution with explicit AVX-512: the same
 /// arithmetic as [`DenseConv::tile`] (multiply, then add, canonical order), with the
 /// accumulators pinned in zmm registers.
+///
+/// # Safety
+/// Called only from AVX-512F code (a `Level` of AVX-512 exists); the bounds it reads and
+/// writes through raw pointers are asserted on entry.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -210,6 +277,10 @@ unsafe fn tile512<const P: usize, const NC: usize>(
     }
 }
 
+/// [`dense_row_body`] with [`tile512`].
+///
+/// # Safety
+/// The CPU supports AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn dense_row_avx512(
@@ -228,18 +299,19 @@ unsafe fn dense_row_avx512(
     });
 }
 
-/// Dispatches one dense output row to the kernel of `level`.
+/// Dispatches one dense output row `oy` (all `dst.len()` columns) to the kernel of `level`,
+/// writing it into `dst` (one row per output channel).
 pub fn dense_row(
     level: Level,
     c: &DenseConv,
     xb: &[f32],
     hw: (usize, usize),
     oy: usize,
-    ohw: (usize, usize),
-    ob: &mut [f32],
+    dst: &mut ChannelRows<'_>,
 ) {
-    via_row_buffer(level, &c.geo, c.bias.as_deref(), oy, ohw, ob, |acc| {
-        dense_acc_row(level, c, xb, hw, oy, ohw.1, acc)
+    let ow = dst.len();
+    via_row_buffer(level, &c.geo, c.bias.as_deref(), dst, |acc| {
+        dense_acc_row(level, c, xb, hw, oy, ow, acc)
     });
 }
 
@@ -254,10 +326,10 @@ pub(crate) fn dense_acc_row(
     ow: usize,
     acc: &mut [f32],
 ) {
-    match level {
-        // SAFETY: `Level::detect` only returns AVX-512 when the CPU has it.
+    match level.isa() {
+        // SAFETY: a `Level` of AVX-512 exists only when the CPU has it.
         #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => unsafe { dense_row_avx512(c, xb, hw, oy, ow, acc) },
+        Isa::Avx512 => unsafe { dense_row_avx512(c, xb, hw, oy, ow, acc) },
         _ => isa!(level, dense_row_body(c, xb, hw, oy, ow, acc)),
     }
 }
@@ -277,6 +349,10 @@ fn peak_body(iters: u64, a: f32, b: f32) -> f32 {
     acc.iter().flatten().sum()
 }
 
+/// [`peak_body`] in explicit AVX-512.
+///
+/// # Safety
+/// The CPU supports AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn peak_avx512(iters: u64, a: f32, b: f32) -> f32 {
@@ -295,6 +371,10 @@ unsafe fn peak_avx512(iters: u64, a: f32, b: f32) -> f32 {
     _mm512_reduce_add_ps(s)
 }
 
+/// [`peak_body`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU supports AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn peak_avx2(iters: u64, a: f32, b: f32) -> f32 {
@@ -309,12 +389,12 @@ pub fn peak_mac_per_s(level: Level, threads: usize, seconds: f64) -> f64 {
             std::hint::black_box(0.999_f32),
             std::hint::black_box(0.001_f32),
         );
-        match level {
-            // SAFETY: `Level::detect` only returns these levels when the CPU has them.
+        match level.isa() {
+            // SAFETY: a `Level` exists only for instruction sets the CPU has.
             #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => unsafe { peak_avx512(iters, a, b) },
+            Isa::Avx512 => unsafe { peak_avx512(iters, a, b) },
             #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => unsafe { peak_avx2(iters, a, b) },
+            Isa::Avx2 => unsafe { peak_avx2(iters, a, b) },
             _ => peak_body(iters, a, b),
         }
     };
@@ -340,34 +420,32 @@ pub fn peak_mac_per_s(level: Level, threads: usize, seconds: f64) -> f64 {
     (iters as f64 * 12.0 * 16.0 * threads.max(1) as f64) / el
 }
 
-/// Writes the channel-last row `src` (`[n][cp]`, `cp` a multiple of 16) into `co` planar
-/// rows: `dst[o * stride + x] = src[x * cp + o]`, plus `bias[o]` when given (one f32 add, as
-/// everywhere), for `x < n`. Pure data movement apart from that add, so every level gives the
-/// same bits; AVX-512 transposes 16 x 16 blocks in registers.
+/// Writes the channel-last row `src` (`[n][cp]`, `cp` a multiple of 16) into the `co =
+/// dst.channels()` rows of `dst` (`n = dst.len()`): `dst.row(o)[x] = src[x * cp + o]`, plus
+/// `bias[o]` when given (one f32 add, as everywhere). Pure data movement apart from that add,
+/// so every level gives the same bits; AVX-512 transposes 16 x 16 blocks in registers.
 pub(crate) fn store_planes(
     level: Level,
     src: &[f32],
     cp: usize,
-    co: usize,
-    n: usize,
-    dst: &mut [f32],
-    stride: usize,
+    dst: &mut ChannelRows<'_>,
     bias: Option<&[f32]>,
 ) {
+    let (co, n) = (dst.channels(), dst.len());
     assert!(cp.is_multiple_of(LANES) && co <= cp && src.len() >= n * cp);
-    assert!(co == 0 || n == 0 || dst.len() >= (co - 1) * stride + n);
+    assert!(bias.is_none_or(|b| b.len() >= co));
     let mut x0 = 0;
     #[cfg(target_arch = "x86_64")]
-    if level == Level::Avx512 {
-        // SAFETY: AVX-512 was detected (`Level`); bounds asserted above.
-        x0 = unsafe { store_planes512(src, cp, co, n, dst, stride, bias) };
+    if level.isa() == Isa::Avx512 {
+        // SAFETY: a `Level` of AVX-512 exists only when the CPU has it; bounds asserted above.
+        x0 = unsafe { store_planes512(src, cp, dst, bias) };
     }
     let _ = level;
     if x0 == n {
         return;
     }
     for o in 0..co {
-        let row = &mut dst[o * stride + x0..o * stride + n];
+        let row = &mut dst.row(o)[x0..n];
         let col = src[x0 * cp + o..].iter().step_by(cp);
         match bias {
             Some(bb) => row.iter_mut().zip(col).for_each(|(d, &s)| *d = s + bb[o]),
@@ -377,18 +455,20 @@ pub(crate) fn store_planes(
 }
 
 /// The 16-pixel blocks of [`store_planes`]; returns the first pixel it left to the caller.
+///
+/// # Safety
+/// The CPU supports AVX-512F, `cp` is a multiple of 16, `dst.channels() <= cp`, `src` holds
+/// `dst.len() * cp` elements and `bias` (when given) `dst.channels()`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn store_planes512(
     src: &[f32],
     cp: usize,
-    co: usize,
-    n: usize,
-    dst: &mut [f32],
-    stride: usize,
+    dst: &mut ChannelRows<'_>,
     bias: Option<&[f32]>,
 ) -> usize {
     use std::arch::x86_64::*;
+    let (co, n) = (dst.channels(), dst.len());
     let blocks = n / LANES;
     for o0 in (0..co).step_by(LANES) {
         for xb in 0..blocks {
@@ -432,7 +512,8 @@ unsafe fn store_planes512(
                         Some(bb) => _mm512_add_ps(*v, _mm512_set1_ps(bb[o])),
                         None => *v,
                     };
-                    _mm512_storeu_ps(dst.as_mut_ptr().add(o * stride + x0), v);
+                    // In bounds: x0 + 16 <= n = the row's length.
+                    _mm512_storeu_ps(dst.row(o)[x0..x0 + LANES].as_mut_ptr(), v);
                 }
             }
         }
@@ -454,10 +535,11 @@ mod tests {
             let src: Vec<f32> = (0..n * cp).map(|i| i as f32 * 0.5 - 3.0).collect();
             let bias: Vec<f32> = (0..co).map(|o| o as f32 * 0.25).collect();
             let stride = n + 7;
-            for level in [Level::detect(), Level::Avx2, Level::Baseline] {
+            for level in Level::detect().and_below() {
                 for b in [None, Some(&bias[..])] {
                     let mut dst = vec![f32::NAN; co * stride];
-                    store_planes(level, &src, cp, co, n, &mut dst, stride, b);
+                    let mut rows = ChannelRows::of_slice(&mut dst, co, n, stride);
+                    store_planes(level, &src, cp, &mut rows, b);
                     for o in 0..co {
                         for x in 0..stride {
                             let got = dst[o * stride + x];

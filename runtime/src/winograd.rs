@@ -17,14 +17,13 @@
 //! Every output element is written by exactly one task, so the result does not depend on the
 //! thread count.
 
-use rayon::prelude::*;
 use spikerc_compiler::ir::Conv2d;
 use spikerc_compiler::winograd::{self, in_1d, out_1d, POSITIONS, TILE};
 use std::cell::RefCell;
 
 use crate::conv::{ConvCounts, DenseConv, Geometry, Lines};
-use crate::simd::{dense_acc_row, isa, store_planes, Level};
-use crate::SyncPtr;
+use crate::disjoint::{par_regions, Region};
+use crate::simd::{dense_acc_row, isa, store_planes, Isa, Level};
 
 /// A 3x3, stride-1, padding-1 convolution by Winograd F(2x2, 3x3).
 #[derive(Clone, Debug)]
@@ -82,6 +81,12 @@ impl WinogradConv {
         tiles.div_ceil(tiles.div_ceil(fit).max(1))
     }
 
+    /// Bytes of one thread's [`Scratch`] for images `w` wide (for the memory estimate).
+    pub(crate) fn scratch_bytes(&self, w: usize) -> u64 {
+        let (ci, cp, n) = (self.geo.ci, self.geo.cp, self.chunk(w.div_ceil(TILE)));
+        (4 * (POSITIONS * ci * n + 8 * (n + 1) + POSITIONS * n * cp + 4 * n * cp + w)) as u64
+    }
+
     /// `x` is `[lead, ci, h, w]` flattened; writes `[lead, co, h, w]`.
     pub fn run(
         &self,
@@ -91,23 +96,17 @@ impl WinogradConv {
         level: Level,
     ) -> (Vec<f32>, ConvCounts) {
         let g = &self.geo;
-        let (th, tw) = (h.div_ceil(TILE), w.div_ceil(TILE));
-        let n = self.chunk(tw);
-        let chunks = tw.div_ceil(n.max(1));
+        let tw = w.div_ceil(TILE);
+        let n = self.chunk(tw).max(1);
         let mut out = crate::buffers::overwritten(lead * g.co * h * w);
-        let out_ptr = SyncPtr(out.as_mut_ptr());
-        (0..lead * th * chunks).into_par_iter().for_each(|task| {
-            let (b, rest) = (task / (th * chunks), task % (th * chunks));
-            let (ty, tx0) = (rest / chunks, (rest % chunks) * n);
+        // Cells of 2 rows x 2n columns: one tile row of one chunk of n tiles (the last ones
+        // clipped to the image).
+        par_regions(&mut out, lead, g.co, (h, w), (TILE, TILE * n), |cell| {
+            let b = cell.plane();
+            let (ty, tx0) = (cell.rows().start / TILE, cell.col0() / TILE);
             let n = n.min(tw - tx0);
             let xb = &x[b * g.ci * h * w..(b + 1) * g.ci * h * w];
-            let p = &out_ptr;
-            // SAFETY: this task writes only rows 2ty, 2ty + 1 and columns 2tx0 .. 2(tx0 + n)
-            // of plane b of every output channel; tasks partition (plane, tile row, chunk),
-            // so writes never overlap.
-            let ob =
-                unsafe { std::slice::from_raw_parts_mut(p.0.add(b * g.co * h * w), g.co * h * w) };
-            SCRATCH.with(|s| self.task(&mut s.borrow_mut(), xb, (h, w), ty, tx0, n, level, ob));
+            SCRATCH.with(|s| self.task(&mut s.borrow_mut(), xb, (h, w), ty, tx0, n, level, cell));
         });
         let mac = (lead * g.co * h * w * g.ci * 9) as u64;
         (
@@ -129,7 +128,7 @@ impl WinogradConv {
         tx0: usize,
         n: usize,
         level: Level,
-        ob: &mut [f32],
+        mut cell: Region<'_>,
     ) {
         let g = &self.geo;
         let (ci, cp) = (g.ci, g.cp);
@@ -168,15 +167,11 @@ impl WinogradConv {
             level,
             output_transform(&m[..POSITIONS * n * cp], n, cp, &mut s.y)
         );
-        let x0 = TILE * tx0;
-        let cols = (TILE * n).min(w - x0);
-        for r in 0..TILE {
-            let oy = TILE * ty + r;
-            if oy < h {
-                let y = &s.y[r * TILE * n * cp..(r + 1) * TILE * n * cp];
-                let dst = &mut ob[oy * w + x0..];
-                store_planes(level, y, cp, g.co, cols, dst, h * w, self.bias.as_deref());
-            }
+        // The cell is rows 2ty.. and columns 2tx0.. of the tiles, clipped to the image.
+        for oy in cell.rows() {
+            let r = oy - TILE * ty;
+            let y = &s.y[r * TILE * n * cp..(r + 1) * TILE * n * cp];
+            store_planes(level, y, cp, &mut cell.rows_at(oy), self.bias.as_deref());
         }
     }
 }
@@ -218,8 +213,8 @@ impl L16 {
     fn deinterleave(level: Level, s: &[f32]) -> (L16, L16) {
         let s = &s[..32];
         #[cfg(target_arch = "x86_64")]
-        if level == Level::Avx512 {
-            // SAFETY: `Level::Avx512` is only detected on CPUs with AVX-512F; 32 elements.
+        if level.isa() == Isa::Avx512 {
+            // SAFETY: a `Level` of AVX-512 exists only on CPUs with AVX-512F; 32 elements.
             return unsafe { deinterleave512(s) };
         }
         let _ = level;
@@ -237,6 +232,9 @@ impl L16 {
 }
 
 /// [`L16::deinterleave`] with two permutes.
+///
+/// # Safety
+/// The CPU supports AVX-512F and `s` holds at least 32 elements.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]

@@ -4,7 +4,7 @@
 use spikerc_compiler::interp::{self, Array};
 use spikerc_compiler::ir::{BatchNorm, Conv2d, ConvAlgorithm, Lif, Reset};
 use spikerc_compiler::{Graph, Op, Tensor, Verified};
-use spikerc_runtime::{tile, Level, Program, RunOptions};
+use spikerc_runtime::{tile, Isa, Program, RunOptions};
 
 const T: usize = 2;
 
@@ -200,7 +200,7 @@ fn winograd_convs_match_the_interpreter_at_every_size_and_level() {
                 .collect(),
         );
         let want = interp::run(&g, &input).unwrap().outputs;
-        for level in [Level::detect(), Level::Avx2, Level::Baseline] {
+        for level in [Isa::Avx512, Isa::Avx2, Isa::Baseline] {
             for threads in [1, 2] {
                 let r = Program::with_level(&g, level)
                     .run(

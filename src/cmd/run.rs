@@ -11,7 +11,7 @@ use clap::{Args as ClapArgs, ValueEnum};
 use serde_json::{json, Value};
 use spikerc_compiler::interp::{self, Array};
 use spikerc_compiler::Artifact;
-use spikerc_runtime::{tile, OpCounts, Program, RunOptions, RunResult};
+use spikerc_runtime::{max_threads, tile, OpCounts, Program, RunOptions, RunResult, RuntimeError};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -45,9 +45,13 @@ pub struct Args {
     /// Run in tiles of TILE x TILE pixels (event engine), bounding peak memory by the tile.
     #[arg(long)]
     pub tile: Option<usize>,
-    /// Pixels of context added around each tile (with --tile).
-    #[arg(long, default_value_t = 16, requires = "tile")]
+    /// Pixels of context added around each tile (with --tile, or when tiling automatically).
+    #[arg(long, default_value_t = 16)]
     pub overlap: usize,
+    /// Memory budget of a run (e.g. 8G, 512M, bytes; default half the available RAM): images
+    /// whose estimated peak exceeds it run in the largest tiles that fit, or are refused.
+    #[arg(long)]
+    pub max_memory: Option<String>,
     /// Write spike counts per LIF module (`spikes`) and op counts per module (`ops`) as JSON.
     #[arg(long)]
     pub stats: Option<PathBuf>,
@@ -66,10 +70,21 @@ fn run_one(
                 threads: a.threads,
                 profile: false,
             };
-            Ok(match a.tile {
-                Some(t) => tile::run_tiled(p, input, t, a.overlap, &opts)?,
-                None => tile::run_image(p, input, &opts)?,
-            })
+            let (n, h, w) = match input.shape[..] {
+                [n, _, h, w] => (n, h, w),
+                _ => return Ok(tile::run_image(p, input, &opts)?),
+            };
+            let budget = budget(a)?;
+            let plan = tile::plan(p, (n, h, w), a.tile, a.overlap, budget, a.threads)
+                .map_err(|e| flag_error(a, e))?;
+            if let (None, Some((t, o))) = (a.tile, plan.tile) {
+                eprintln!(
+                    "note: a whole {h}x{w} input would exceed the memory budget of {} (--max-memory): running in {t}x{t} tiles with overlap {o} (estimated peak {})",
+                    spikerc_runtime::gib(budget),
+                    spikerc_runtime::gib(plan.bytes)
+                );
+            }
+            Ok(tile::run_planned(p, input, &plan, &opts).map_err(|e| flag_error(a, e))?)
         }
         _ => {
             let (h, w) = (
@@ -94,6 +109,28 @@ fn run_one(
     }
 }
 
+/// The memory budget: `--max-memory`, else half the available RAM.
+fn budget(a: &Args) -> anyhow::Result<u64> {
+    match &a.max_memory {
+        None => Ok(tile::default_budget()),
+        Some(s) => tile::parse_size(s).ok_or_else(|| {
+            anyhow::anyhow!("--max-memory {s}: not a size (bytes, or a number with K, M, G or T)")
+        }),
+    }
+}
+
+/// A runtime refusal with the flag that governs it named.
+fn flag_error(a: &Args, e: RuntimeError) -> anyhow::Error {
+    match e {
+        RuntimeError::OverBudget { .. } => anyhow::anyhow!("{e} (--max-memory)"),
+        RuntimeError::Alloc { .. } => anyhow::anyhow!("{e} (lower --max-memory or pass --tile)"),
+        RuntimeError::Tile { reason, .. } => {
+            anyhow::anyhow!("--tile {} --overlap {}: {reason}", a.tile.unwrap_or(0), a.overlap)
+        }
+        e => e.into(),
+    }
+}
+
 fn ops_json(ops: &BTreeMap<String, OpCounts>) -> Value {
     let row = |c: &OpCounts| {
         json!({"spikes_in": c.spikes_in, "spikes_out": c.spikes_out, "ac": c.ac, "mac": c.mac,
@@ -114,9 +151,15 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     if a.engine == Engine::Interp && a.tile.is_some() {
         bail!("--tile needs the event engine (drop --engine interp)");
     }
-    if a.threads > 1024 {
-        bail!("--threads {} is not a sensible thread count", a.threads);
+    if a.threads > max_threads() {
+        bail!(
+            "--threads {}: more than {} (4 x the {} available cores)",
+            a.threads,
+            max_threads(),
+            max_threads() / 4
+        );
     }
+    budget(&a)?;
     // Every destination is checked before any work; outputs land together at the end.
     let mut outs = Outputs::new();
     outs.input(&a.artifact).input(&a.input);
@@ -139,6 +182,9 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     }
     let art = Artifact::load(&a.artifact)?;
     let program = (a.engine == Engine::Event).then(|| Program::new(&art.graph));
+    if let (Some(p), Some(t)) = (&program, a.tile) {
+        tile::check_tile(p, t, a.overlap).map_err(|e| flag_error(&a, e))?;
+    }
     let start = std::time::Instant::now();
     let (result, shapes) = if input_is_dir {
         run_dir(&a, &art, program.as_ref(), &mut outs)?
@@ -153,7 +199,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     if let Some(p) = &a.stats {
         let s = json!({
             "engine": format!("{:?}", a.engine).to_lowercase(),
-            "threads": a.threads,
+            "threads": spikerc_runtime::threads_used(a.threads),
             "simd": program.as_ref().map(|p| p.level().name()),
             "input_shapes": shapes,
             "spikes": result.spikes,
