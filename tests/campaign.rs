@@ -88,7 +88,7 @@ impl Lab {
             assert!(!o.exists() || before.iter().any(|(p, _)| p == o), "{} left behind: {}", o.display(), ctx());
         }
         let after = self.files();
-        let tmp: Vec<_> = after.iter().filter(|(p, _)| p.to_string_lossy().contains(".tmp")).map(|(p, _)| p.clone()).collect();
+        let tmp: Vec<_> = after.iter().filter(|(p, _)| p.file_name().is_some_and(|f| f.to_string_lossy().contains(".tmp"))).map(|(p, _)| p.clone()).collect();
         assert!(tmp.is_empty(), "temporary files left {tmp:?}: {}", ctx());
         assert!(before == after, "files changed by a failed command: {}", ctx());
         true
