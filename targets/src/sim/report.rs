@@ -23,6 +23,71 @@ pub struct Ops {
     pub weight_sram_read_bytes: f64,
     pub state_sram_read_bytes: f64,
     pub state_sram_write_bytes: f64,
+    pub reg_read_bytes: f64,
+    /// Bytes over chip-to-chip links (0 on one chip).
+    pub chip_link_bytes: f64,
+}
+
+/// One stage of the schedule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageReport {
+    pub id: usize,
+    pub mode: String,
+    pub chip: usize,
+    pub first_layer: String,
+    pub layers: usize,
+    pub start_cycles: u64,
+    pub cycles: u64,
+    pub reason: String,
+}
+
+/// Schedule and dataflow of one layer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerReport {
+    pub name: String,
+    pub stage: usize,
+    pub mode: String,
+    pub chip: usize,
+    pub slices: usize,
+    pub dataflow: Option<String>,
+}
+
+/// An inter-layer tensor and what it costs in DRAM.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TensorReport {
+    pub name: String,
+    pub buffer: String,
+    pub buffer_bytes: u64,
+    pub sram_bytes: u64,
+    pub dram_bytes: u64,
+    /// DRAM bytes moved per image (writes + reads).
+    pub dram_traffic_bytes: f64,
+}
+
+/// One chip of the card.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChipReport {
+    pub chip: usize,
+    pub cores_used: usize,
+    pub mean_utilisation: f64,
+    pub energy_pj: f64,
+}
+
+/// What no mapping of this model on this machine can beat, and how far the result is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LowerBound {
+    /// Every AC, MAC, neuron update and vector op spread evenly over all lanes of all cores.
+    pub compute_cycles: f64,
+    /// Tensors that must exist whole (all T, for a full-T consumer) beyond one chip's state
+    /// SRAM: written and read back once each.
+    pub compulsory_dram_bytes: f64,
+    pub latency_cycles: f64,
+    pub latency_ms: f64,
+    /// Operations at the table's energies + the compulsory DRAM traffic.
+    pub energy_pj: f64,
+    /// Achieved / bound.
+    pub latency_ratio: f64,
+    pub energy_ratio: f64,
 }
 
 /// One source module (node name).
@@ -75,7 +140,13 @@ pub struct Report {
     pub preset: String,
     pub machine: String,
     pub precision: String,
+    /// The user's image size, and the size the deployment runs (reflect-padded to the
+    /// model's multiple).
+    pub image_size: [usize; 2],
     pub input_size: [usize; 2],
+    /// The schedule asked for and the chips of the card.
+    pub schedule: String,
+    pub chips: usize,
     pub images: usize,
     pub time_steps: usize,
     pub latency_cycles: u64,
@@ -93,11 +164,27 @@ pub struct Report {
     pub energy_by_action: BTreeMap<String, f64>,
     pub cores_used: usize,
     pub mean_utilisation: f64,
+    /// Mesh links per spike-carrying packet (measured), and the compiler's estimates for
+    /// this placement and for the serpentine walk.
+    pub hops_per_spike: f64,
+    pub hops_per_spike_placed_estimate: f64,
+    pub hops_per_spike_serpentine_estimate: f64,
+    pub lower_bound: LowerBound,
+    /// Cycles per time step (streaming stages) and of the full-T stages, per image.
+    pub step_cycles: Vec<u64>,
+    pub full_t_cycles: u64,
+    pub stages: Vec<StageReport>,
+    pub layers: Vec<LayerReport>,
+    /// Inter-layer tensors with DRAM traffic, most first.
+    pub dram_tensors: Vec<TensorReport>,
+    pub chip_reports: Vec<ChipReport>,
     pub steps: Vec<StepCounts>,
     pub modules: Vec<ModuleReport>,
     pub cores: Vec<CoreReport>,
     /// Machine parameters that are assumed, not published.
     pub assumed: Vec<String>,
+    /// Their values.
+    pub assumed_values: BTreeMap<String, f64>,
 }
 
 /// `1234567.0` pJ as `1.235 uJ`.
