@@ -561,7 +561,7 @@ mod tests {
         let e = Machine::preset("ka300").unwrap_err();
         assert!(e
             .to_string()
-            .starts_with("unknown preset `ka300` (presets: ka200-like, tianjic-like, loihi-like)"));
+            .starts_with("unknown preset `ka300` (presets: ka200-like, tianjic-like, loihi-like, hp300-like)"));
     }
 
     #[test]

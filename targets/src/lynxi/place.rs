@@ -100,6 +100,9 @@ pub fn partition(
     Some(chip_of)
 }
 
+/// Slices per share of a core's mean stage work (2: no slice above half the mean).
+pub const SLICES_PER_MEAN: f64 = 2.0;
+
 /// Balanced slices of `layers` (all on one chip with `cores`) for a streaming schedule.
 /// `Err((layer, channel))` names the first slice that found no core with room.
 pub fn balanced(
@@ -109,6 +112,26 @@ pub fn balanced(
     cores: &[usize],
     cap: u64,
 ) -> Result<Vec<Piece>, (usize, usize)> {
+    // Finest first; coarser slices and fewer row bands when the weights do not pack.
+    let mut last = Err((layers.first().copied().unwrap_or(0), 0));
+    for (per_mean, spare_tenths) in [(SLICES_PER_MEAN, 9), (1.0, 5), (1.0, 0)] {
+        last = balanced_with(drafts, layers, stage_of, cores, cap, per_mean, spare_tenths);
+        if last.is_ok() {
+            break;
+        }
+    }
+    last
+}
+
+fn balanced_with(
+    drafts: &[LayerDraft],
+    layers: &[usize],
+    stage_of: &[usize],
+    cores: &[usize],
+    cap: u64,
+    per_mean: f64,
+    spare_tenths: u64,
+) -> Result<Vec<Piece>, (usize, usize)> {
     let n = cores.len();
     let aligned = |b: u64| b.div_ceil(ALIGN) * ALIGN;
     let mut stage_work: std::collections::BTreeMap<usize, f64> = Default::default();
@@ -116,8 +139,8 @@ pub fn balanced(
         *stage_work.entry(stage_of[l]).or_default() += drafts[l].work;
     }
     let total_w: u64 = layers.iter().map(|&l| drafts[l].weight_for(drafts[l].channels)).sum();
-    // Keep a tenth of the spare weight SRAM for packing losses.
-    let mut spare = (cap * n as u64).saturating_sub(total_w) * 9 / 10;
+    // Keep part of the spare weight SRAM for packing losses.
+    let mut spare = (cap * n as u64).saturating_sub(total_w) * spare_tenths / 10;
     // Slice counts: channels first, row bands while spare weight SRAM lasts (most work first).
     let mut order: Vec<usize> = layers.to_vec();
     order.sort_by(|&a, &b| drafts[b].work.total_cmp(&drafts[a].work).then(a.cmp(&b)));
@@ -126,7 +149,9 @@ pub fn balanced(
         let d = &drafts[l];
         let rows = d.rows().max(1);
         let sw = stage_work[&stage_of[l]].max(f64::MIN_POSITIVE);
-        let want = ((n as f64 * d.work / sw).round() as usize).clamp(1, n);
+        // Every slice at most half the stage's mean per-core work, so that largest-first
+        // placement can even the cores out.
+        let want = ((per_mean * n as f64 * d.work / sw).ceil() as usize).clamp(1, 4 * n);
         let mut kc = want.min(d.channels).max(1);
         while kc < d.channels && aligned(d.weight_for(d.channels.div_ceil(kc))) > cap {
             kc += 1;
@@ -232,12 +257,18 @@ pub fn improve(
     flows: &[(usize, usize, f64)],
     dist: impl Fn(usize, usize) -> f64,
 ) -> (Vec<usize>, f64, f64) {
-    let mut adj: Vec<Vec<(usize, f64)>> = vec![vec![]; n];
+    // Bytes between bins, summed per (unordered) pair.
+    let mut pair: std::collections::BTreeMap<(usize, usize), f64> = Default::default();
     for &(a, b, w) in flows {
         if a != b && w > 0.0 {
-            adj[a].push((b, w));
-            adj[b].push((a, w));
+            *pair.entry((a.min(b), a.max(b))).or_default() += w;
         }
+    }
+    let flows: Vec<(usize, usize, f64)> = pair.into_iter().map(|((a, b), w)| (a, b, w)).collect();
+    let mut adj: Vec<Vec<(usize, f64)>> = vec![vec![]; n];
+    for &(a, b, w) in &flows {
+        adj[a].push((b, w));
+        adj[b].push((a, w));
     }
     let mut pos = start.to_vec();
     let cost = |pos: &[usize]| -> f64 {

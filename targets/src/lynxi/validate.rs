@@ -77,6 +77,32 @@ fn check(
             Err(format!("{what} is {i}, must be below {n}"))
         }
     };
+    for (i, s) in man.slices.iter().enumerate() {
+        if s.id != i {
+            return Err(format!("slices[{i}].id is {}, expected {i}", s.id));
+        }
+        idx(&format!("slices[{i}].layer"), s.layer, nl)?;
+        idx(&format!("slices[{i}].core"), s.core, nc)?;
+        let l = &man.layers[s.layer];
+        if s.channels[0] >= s.channels[1] || s.channels[1] > l.channels {
+            return Err(format!(
+                "slices[{i}].channels {:?} is not a range inside [0, {})",
+                s.channels, l.channels
+            ));
+        }
+        if s.rows[0] >= s.rows[1] || s.rows[1] > MAX_INPUT_SIDE {
+            return Err(format!("slices[{i}].rows {:?} is not a row range", s.rows));
+        }
+        if s.weight_bytes > m.core.weight_sram_bytes {
+            return Err(format!(
+                "slices[{i}] needs {} bytes of weights, core weight SRAM holds {}",
+                s.weight_bytes, m.core.weight_sram_bytes
+            ));
+        }
+        if s.tile[0] == 0 || s.tile[1] == 0 || s.tiles == 0 {
+            return Err(format!("slices[{i}].tile must be positive"));
+        }
+    }
     for (i, l) in man.layers.iter().enumerate() {
         idx(&format!("layers[{i}].id"), l.id, i + 1)?;
         if l.id != i {
@@ -105,32 +131,6 @@ fn check(
         }
         for &l in &st.layers {
             idx(&format!("stages[{i}].layers[..]"), l, nl)?;
-        }
-    }
-    for (i, s) in man.slices.iter().enumerate() {
-        if s.id != i {
-            return Err(format!("slices[{i}].id is {}, expected {i}", s.id));
-        }
-        idx(&format!("slices[{i}].layer"), s.layer, nl)?;
-        idx(&format!("slices[{i}].core"), s.core, nc)?;
-        let l = &man.layers[s.layer];
-        if s.channels[0] >= s.channels[1] || s.channels[1] > l.channels {
-            return Err(format!(
-                "slices[{i}].channels {:?} is not a range inside [0, {})",
-                s.channels, l.channels
-            ));
-        }
-        if s.rows[0] >= s.rows[1] || s.rows[1] > MAX_INPUT_SIDE {
-            return Err(format!("slices[{i}].rows {:?} is not a row range", s.rows));
-        }
-        if s.weight_bytes > m.core.weight_sram_bytes {
-            return Err(format!(
-                "slices[{i}] needs {} bytes of weights, core weight SRAM holds {}",
-                s.weight_bytes, m.core.weight_sram_bytes
-            ));
-        }
-        if s.tile[0] == 0 || s.tile[1] == 0 || s.tiles == 0 {
-            return Err(format!("slices[{i}].tile must be positive"));
         }
     }
     for (i, e) in man.edges.iter().enumerate() {
