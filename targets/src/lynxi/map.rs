@@ -558,10 +558,14 @@ fn map(
     let mut live: Vec<Vec<(u64, u64, usize, usize)>> = vec![vec![]; ncores];
     let mut state_regions: Vec<Vec<Region>> = vec![vec![]; ncores];
     let mut placed_bytes: BTreeMap<NodeId, (u64, u64, u64)> = BTreeMap::new(); // buffer, sram, dram
-    let mut candidates: Vec<(usize, NodeId)> =
-        node_buffer.iter().map(|(&n, b)| (b.1, n)).collect();
+    // Streaming buffers (line, one step) first: they are small and, staged, would cost
+    // DRAM traffic at every step; then whole tensors in production order.
+    let mut candidates: Vec<(bool, usize, NodeId)> = node_buffer
+        .iter()
+        .map(|(&n, b)| (b.0 == BufferKind::FullT, b.1, n))
+        .collect();
     candidates.sort();
-    for (_, node) in candidates {
+    for (_, _, node) in candidates {
         let (kind, from, last) = node_buffer[&node];
         let bytes = buffer_bytes(node, kind);
         let (t0, t1) = (time_of(from), time_of(last));
@@ -1078,12 +1082,18 @@ fn choose_tile(
         .iter()
         .filter(|n| matches!(g.node(**n).op, Op::Lif(_)))
         .count() as u64;
-    let ws = |r: usize, c: usize| -> u64 {
+    // A channel-mixing layer may stream its input `chunk` channels at a time past
+    // stationary accumulators when a tile with every input channel does not fit.
+    let ws = |r: usize, c: usize, chunk: usize| -> u64 {
         let mut bytes = 0u64;
         for i in &ext {
             let info = &infos[i];
             let (ih, iw) = spatial(&info.shape);
-            let ch = channels_of(&info.shape) as f64 * if d.mixes_channels { 1.0 } else { frac };
+            let ch = if d.mixes_channels {
+                channels_of(&info.shape).min(chunk) as f64
+            } else {
+                channels_of(&info.shape) as f64 * frac
+            };
             let sy = (ih as f64 / oh.max(1) as f64).max(0.5);
             let sx = (iw as f64 / ow.max(1) as f64).max(0.5);
             let rr = ((r as f64 * sy).ceil() as usize + d.halo).min(ih.max(1));
@@ -1096,19 +1106,27 @@ fn choose_tile(
         bytes += lifs * out_elems * 4;
         bytes.div_ceil(ALIGN) * ALIGN
     };
-    let (mut r, mut c) = (rows.max(1), ow.max(1));
-    loop {
-        let b = ws(r, c);
-        if b <= cap {
-            return Ok(([r, c], b));
+    let mut smallest = u64::MAX;
+    for chunk in [usize::MAX, 64, 16, 4, 1] {
+        if chunk != usize::MAX && !d.mixes_channels {
+            break;
         }
-        if r == 1 && c == 1 {
-            return Err(b);
-        }
-        if r >= c {
-            r = r.div_ceil(2);
-        } else {
-            c = c.div_ceil(2);
+        let (mut r, mut c) = (rows.max(1), ow.max(1));
+        loop {
+            let b = ws(r, c, chunk);
+            if b <= cap {
+                return Ok(([r, c], b));
+            }
+            if r == 1 && c == 1 {
+                smallest = smallest.min(b);
+                break;
+            }
+            if r >= c {
+                r = r.div_ceil(2);
+            } else {
+                c = c.div_ceil(2);
+            }
         }
     }
+    Err(smallest)
 }
