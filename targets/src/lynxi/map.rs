@@ -586,10 +586,9 @@ fn map(
                 "[{}, {}) rows [{}, {})",
                 sl.channels[0], sl.channels[1], sl.rows[0], sl.rows[1]
             );
-            if !try_place(&mut live, &working, state_cap, sl.core, share, t0, t1).map(|off| {
-                homes.push((sl.core, off, format!("{label} +{share}")));
-            }).is_some() {
-                spill += share;
+            match try_place(&mut live, &working, state_cap, sl.core, share, t0, t1) {
+                Some(off) => homes.push((sl.core, off, format!("{label} +{share}"))),
+                None => spill += share,
             }
         }
         let spill_total = spill;

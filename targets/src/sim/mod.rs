@@ -450,6 +450,7 @@ fn wire_bytes(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn account(
     man: &Manifest,
     g: &spikerc_compiler::Verified,
@@ -514,8 +515,8 @@ fn account(
             .entry(node.name.clone())
             .or_insert((Counts::default(), [0.0; NACT], 0, 0, 0));
         e.0.add_scaled(&c, 1.0);
-        for k in 0..NACT {
-            e.1[k] += en[k];
+        for (acc, v) in e.1.iter_mut().zip(en) {
+            *acc += v;
         }
         if event {
             e.2 += info.dense;
