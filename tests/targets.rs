@@ -10,7 +10,7 @@ use spikerc_compiler::{Artifact, ArtifactMeta, Graph, Op, Tensor};
 use spikerc_runtime::{Program, RunOptions};
 use spikerc_targets::lynxi::{self, Options};
 use spikerc_targets::machine::{Machine, PRESETS};
-use spikerc_targets::{load_dir, simulate, Report, SimOptions};
+use spikerc_targets::{load_dir, simulate, Report, Schedule, SimOptions};
 use std::path::Path;
 
 fn artifact(dir: &Path, precision: Precision) -> Artifact {
@@ -26,19 +26,29 @@ fn size(input: &Array) -> [usize; 2] {
     [input.shape[2], input.shape[3]]
 }
 
-/// Compiles, writes, reloads and simulates.
+/// Compiles (default schedule), writes, reloads and simulates.
 fn deploy_and_simulate(
     art: &Artifact,
     machine: &Machine,
     input: &Array,
 ) -> (spikerc_targets::Simulation, tempfile::TempDir) {
-    let dep = lynxi::compile(
+    deploy_and_simulate_with(art, machine, input, Schedule::Auto)
+}
+
+fn deploy_and_simulate_with(
+    art: &Artifact,
+    machine: &Machine,
+    input: &Array,
+    schedule: Schedule,
+) -> (spikerc_targets::Simulation, tempfile::TempDir) {
+    let dep = lynxi::compile_with(
         art,
         machine,
         &Options {
             input_size: size(input),
             preset: machine.name.clone(),
         },
+        schedule,
     )
     .unwrap();
     let tmp = tempfile::tempdir().unwrap();
@@ -54,16 +64,27 @@ fn bits(a: &Array) -> Vec<u32> {
 }
 
 #[test]
-fn fixtures_deploy_on_every_preset_and_simulate_bit_exact_with_the_runtime() {
+fn fixtures_deploy_on_every_preset_and_schedule_and_simulate_bit_exact_with_the_runtime() {
     for dir in common::fixtures() {
         let art = artifact(&dir, Precision::F16);
         let input = common::golden(&dir).input;
         let reference = Program::new(&art.graph)
             .run(&input, &RunOptions::default())
             .unwrap();
-        for (preset, _) in PRESETS {
+        let runs = PRESETS.iter().flat_map(|(p, _)| {
+            // Every schedule on the two headline presets, the default on the others.
+            let all = matches!(*p, "ka200-like" | "tianjic-like");
+            Schedule::ALL
+                .into_iter()
+                .filter(move |s| all || *s == Schedule::Auto)
+                .map(move |s| (*p, s))
+        });
+        for (preset, schedule) in runs {
             let m = Machine::preset(preset).unwrap();
-            let (sim, _tmp) = deploy_and_simulate(&art, &m, &input);
+            let (sim, _tmp) = deploy_and_simulate_with(&art, &m, &input, schedule);
+            let preset = format!("{preset} {schedule}");
+            assert_eq!(sim.report.schedule, schedule.to_string());
+            assert_eq!(sim.report.chips, m.card.chips);
             assert_eq!(sim.outputs.len(), 1);
             assert_eq!(sim.outputs[0].shape, reference.outputs[0].shape);
             assert!(
@@ -171,6 +192,7 @@ fn check_energy(r: &Report, m: &Machine, fp16: bool) {
             r.ops.neuron_updates as f64 * e.neuron_update_pj,
         ),
         ("vector_op", r.ops.vector_ops as f64 * e.vector_op_pj),
+        ("reg_read", r.ops.reg_read_bytes * e.reg_pj_per_byte),
         (
             "weight_sram_read",
             r.ops.weight_sram_read_bytes * ws.read_pj_per_byte,
@@ -185,6 +207,7 @@ fn check_energy(r: &Report, m: &Machine, fp16: bool) {
         ),
         ("dram", r.ops.dram_bytes as f64 * e.dram_pj_per_byte),
         ("noc_hop", r.ops.packet_hops as f64 * e.hop_pj),
+        ("chip_link", r.ops.chip_link_bytes * m.card.link_pj_per_byte),
     ];
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()) + 1e-3;
     for (action, want) in expect {
@@ -365,13 +388,15 @@ fn manifest_of_the_l3_fixture() {
         .unwrap();
     let art = artifact(&dir, Precision::F16);
     let m = Machine::preset("ka200-like").unwrap();
-    let dep = lynxi::compile(
+    // Layer-serial keeps every weight once (row bands of the streaming schedules repeat them).
+    let dep = lynxi::compile_with(
         &art,
         &m,
         &Options {
             input_size: [48, 64],
             preset: "ka200-like".into(),
         },
+        Schedule::LayerSerial,
     )
     .unwrap();
     let man = &dep.manifest;
@@ -467,11 +492,13 @@ fn mapping_failures_name_the_module_the_limit_and_the_shortfall() {
     small.mesh.rows = 4;
     msgs.push(err(&small, &opts));
     msgs.push(err(&tweak("state_sram_bytes", "256"), &opts));
-    msgs.push(err(&tweak("bytes", "1048576"), &opts));
+    let mut no_dram = tweak("bytes", "1048576");
+    no_dram.core.state_sram_bytes = 8192;
+    msgs.push(err(&no_dram, &opts));
     msgs.push(err(
         &Machine::preset("ka200-like").unwrap(),
         &Options {
-            input_size: [50, 64],
+            input_size: [0, 64],
             preset: "ka200-like".into(),
         },
     ));
@@ -491,4 +518,149 @@ fn mapping_failures_name_the_module_the_limit_and_the_shortfall() {
     );
     msgs.push(Machine::resolve("ka100").unwrap_err().to_string());
     insta::assert_snapshot!("mapping_failures", msgs.join("\n"));
+}
+
+/// A 4-level dim-24 configuration, one block per level (5.9 MiB of f16 weights; one
+/// tianjic-like chip holds 4.9 MiB).
+fn l4_d24() -> Artifact {
+    use spikerc_models::spikerir::{random_checkpoint, Architecture};
+    let arch = Architecture {
+        dim: 24,
+        levels: 4,
+        en_blocks: vec![1; 4],
+        de_blocks: vec![1; 4],
+        in_channels: 3,
+        out_channels: 3,
+    };
+    let hp = spikerc_models::HyperParams::default();
+    let ckpt = random_checkpoint(&arch, &hp, 1).unwrap();
+    spikerc_models::compile(&ckpt, &hp, Precision::F16, "l4-d24.safetensors").unwrap()
+}
+
+#[test]
+fn a_model_too_big_for_one_chip_names_the_chip_count_and_runs_on_two_bit_exact() {
+    let art = l4_d24();
+    let one = Machine::preset("tianjic-like").unwrap();
+    let opts = Options {
+        input_size: [32, 32],
+        preset: "tianjic-like".into(),
+    };
+    let err = lynxi::compile(&art, &one, &opts).unwrap_err().to_string();
+    assert!(
+        err.contains("of weights did not fit") && err.ends_with("the smallest card that fits has 2 chips: --chips 2"),
+        "{err}"
+    );
+    let two = one.with_chips(2);
+    assert!(two.is_assumed("card.link_bytes_per_cycle"));
+    let mut px = Vec::new();
+    for i in 0..3 * 32 * 32 {
+        px.push(((i * 37) % 101) as f32 / 100.0);
+    }
+    let input = Array::new(vec![1, 3, 32, 32], px);
+    let reference = Program::new(&art.graph)
+        .run(&input, &RunOptions::default())
+        .unwrap();
+    for schedule in [Schedule::LayerSerial, Schedule::Auto] {
+        let (sim, tmp) = deploy_and_simulate_with(&art, &two, &input, schedule);
+        assert!(bits(&sim.outputs[0]) == bits(&reference.outputs[0]), "{schedule}");
+        let r = &sim.report;
+        assert_eq!(r.chips, 2);
+        assert!(r.ops.chip_link_bytes > 0.0, "{schedule}: no chip-link traffic");
+        assert!(r.energy_by_action["chip_link"] > 0.0);
+        assert_eq!(r.chip_reports.len(), 2);
+        assert!(r.chip_reports.iter().all(|c| c.cores_used > 0), "{:?}", r.chip_reports);
+        check_energy(r, &two, true);
+        // The manifest says which chip holds what.
+        let man = load_dir(&tmp.path().join("deploy")).unwrap().manifest;
+        let chips: std::collections::BTreeSet<usize> = man.layers.iter().map(|l| l.chip).collect();
+        assert_eq!(chips.len(), 2);
+        for s in &man.slices {
+            assert_eq!(two.chip_of(s.core), man.layers[s.layer].chip);
+        }
+    }
+}
+
+#[test]
+fn streaming_schedules_beat_layer_serial_and_stay_above_the_lower_bound() {
+    let dir = common::fixtures()
+        .into_iter()
+        .find(|d| d.ends_with("spikerir-l4-d16"))
+        .unwrap();
+    let art = artifact(&dir, Precision::F16);
+    let input = common::golden(&dir).input;
+    let m = Machine::preset("ka200-like").unwrap();
+    let run = |s| deploy_and_simulate_with(&art, &m, &input, s).0.report;
+    let serial = run(Schedule::LayerSerial);
+    let auto = run(Schedule::Auto);
+    assert!(auto.latency_cycles < serial.latency_cycles, "{} vs {}", auto.latency_cycles, serial.latency_cycles);
+    assert!(auto.energy_pj < serial.energy_pj);
+    for r in [&serial, &auto] {
+        let lb = &r.lower_bound;
+        assert!(lb.latency_cycles > 0.0 && lb.latency_cycles <= r.latency_cycles as f64);
+        assert!(lb.energy_pj <= r.energy_pj && lb.latency_ratio >= 1.0 && lb.energy_ratio >= 1.0);
+        assert_eq!(r.step_cycles.len(), r.time_steps);
+    }
+    // auto says what it chose and why, per stage; full-T stages are the attention layers
+    // and the reductions over time.
+    assert!(auto.stages.iter().any(|s| s.mode == "full-t" && s.first_layer.ends_with(".attn")));
+    assert!(auto.stages.iter().all(|s| !s.reason.is_empty()));
+    assert!(auto.layers.iter().any(|l| l.dataflow.as_deref().is_some_and(|d| d.starts_with("output-stationary"))));
+    assert!(auto.hops_per_spike > 0.0);
+    assert!(auto.hops_per_spike_placed_estimate <= auto.hops_per_spike_serpentine_estimate);
+}
+
+#[test]
+fn machine_descriptions_are_bounded_before_use() {
+    let text = PRESETS[0].1;
+    let huge = text
+        .replace("cols = 16 ", "cols = 100000 ")
+        .replace("rows = 12", "rows = 100000");
+    let e = Machine::from_toml(&huge, "big.toml").unwrap_err().to_string();
+    assert_eq!(e, "big.toml: mesh.cols must be at most 1024, found 100000");
+    let e = Machine::from_toml(&text.replace("mhz = 1000.0", "mhz = 1000000.0"), "m.toml")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "m.toml: clock.mhz must be at most 100000, found 1000000");
+    let card = format!("{text}\n[card]\nchips = 3\n");
+    let e = Machine::from_toml(&card, "c.toml").unwrap_err().to_string();
+    assert_eq!(e, "c.toml: card.link_bytes_per_cycle must be positive on a card of 3 chips, found 0");
+    let hp = Machine::preset("hp300-like").unwrap();
+    assert_eq!(hp.card.chips, 4);
+    assert!(hp.is_assumed("card.chips"));
+}
+
+#[test]
+fn a_hand_edited_manifest_is_an_error_not_a_panic() {
+    let dir = common::fixtures()
+        .into_iter()
+        .find(|d| d.ends_with("spikerir-l3-d16"))
+        .unwrap();
+    let art = artifact(&dir, Precision::F16);
+    let m = Machine::preset("ka200-like").unwrap();
+    let dep = lynxi::compile(
+        &art,
+        &m,
+        &Options {
+            input_size: [48, 64],
+            preset: "ka200-like".into(),
+        },
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("dep");
+    let edit = |from: &str, to: &str| -> String {
+        dep.write_dir(&d).unwrap();
+        let text = std::fs::read_to_string(d.join("manifest.json")).unwrap();
+        assert!(text.contains(from), "{from}");
+        std::fs::write(d.join("manifest.json"), text.replacen(from, to, 1)).unwrap();
+        load_dir(&d).unwrap_err().to_string()
+    };
+    let core = format!("\"core\": {}", dep.manifest.slices[0].core);
+    let e = edit(&core, "\"core\": 99999");
+    assert!(e.ends_with("slices[0].core is 99999, must be below 192"), "{e}");
+    let e = edit("\"cols\": 16", "\"cols\": 100000");
+    assert!(e.contains("mesh.cols must be at most 1024, found 100000"), "{e}");
+    let layer0 = format!("\"layer\": {}", dep.manifest.slices[0].layer);
+    let e = edit(&layer0, "\"layer\": 4000");
+    assert!(e.ends_with("slices[0].layer is 4000, must be below 83"), "{e}");
 }

@@ -46,12 +46,16 @@ fn compile_target_then_simulate_matches_spikerc_run_and_writes_reports() {
         s(&cfg),
         "--target",
         "lynxi:tianjic-like",
+        "--chips",
+        "2",
+        "--schedule",
+        "fused",
         "--input-size",
         "48x64",
         "-o",
         s(&t.join("dep")),
     ]);
-    assert!(out.contains("tianjic-like"), "{out}");
+    assert!(out.contains("tianjic-like, 2 chip(s)") && out.contains("schedule fused"), "{out}");
     ok(&[
         "compile",
         s(&w),
@@ -112,11 +116,21 @@ fn compile_target_then_simulate_matches_spikerc_run_and_writes_reports() {
     for k in ["name", "ac", "mac", "firing_rate", "energy_pj"] {
         assert!(m.get(k).is_some(), "module lacks {k}");
     }
+    for k in ["schedule", "chips", "lower_bound", "stages", "layers", "dram_tensors", "assumed_values", "step_cycles"] {
+        assert!(r.get(k).is_some(), "report lacks {k}");
+    }
+    assert_eq!(r["schedule"], "fused");
+    assert_eq!(r["chips"], 2);
+    assert!(r["ops"].get("chip_link_bytes").is_some());
     let html = std::fs::read_to_string(t.join("r.html")).unwrap();
     assert!(
         html.contains("<svg")
             && html.contains("Core map")
-            && html.contains("Firing rate by module")
+            && html.contains("Firing rate by LIF population")
+            && html.contains("Latency per time step")
+            && html.contains("Timeline")
+            && html.contains("5-10 %")
+            && html.contains("35-50 %")
     );
     // Self-contained: the only URLs are SVG namespace names.
     assert_eq!(
@@ -165,6 +179,19 @@ fn an_impossible_mapping_is_one_clear_error_and_leaves_nothing() {
         s(&t.join("dep")),
     ]);
     assert!(String::from_utf8_lossy(&o.stderr).starts_with("error: unknown preset `ka999`"));
+    let o = spikerc(&[
+        "compile",
+        s(&fx.join("model.safetensors")),
+        "--target",
+        "lynxi",
+        "--schedule",
+        "fastest",
+        "-o",
+        s(&t.join("dep")),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("unknown schedule `fastest`"), "{err}");
+    assert!(!t.join("dep").exists());
     // A deployment for 48x64 refuses a 64x64 input.
     ok(&[
         "compile",

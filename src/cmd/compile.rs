@@ -22,9 +22,17 @@ pub struct Args {
     /// loihi-like) or `lynxi:FILE.toml`; OUT is then a directory.
     #[arg(long)]
     pub target: Option<String>,
-    /// Fixed input image size of the deployment, HxW (with --target).
+    /// Fixed input image size of the deployment, HxW (with --target; other sizes are
+    /// reflect-padded to the model's multiple).
     #[arg(long, default_value = "256x256", requires = "target")]
     pub input_size: String,
+    /// Schedule of the deployment (with --target): layer-serial, pipelined, fused or auto
+    /// (the cost model picks per stage and the manifest says why).
+    #[arg(long, default_value = "auto", requires = "target")]
+    pub schedule: spikerc_targets::Schedule,
+    /// Chips on the card (with --target; default: the machine description's `[card]`).
+    #[arg(long, requires = "target")]
+    pub chips: Option<usize>,
     /// Output artifact file (a directory with --target).
     #[arg(short = 'o', long = "output")]
     pub output: PathBuf,

@@ -58,7 +58,16 @@ pub fn parse_size(s: &str) -> anyhow::Result<[usize; 2]> {
 /// `spikerc compile WEIGHTS --target ... -o DIR`.
 pub fn compile_target(a: &super::compile::Args, target: &str) -> anyhow::Result<()> {
     let spec = TargetSpec::parse(target).map_err(anyhow::Error::msg)?;
-    let (machine, label) = spec.load()?;
+    let (mut machine, label) = spec.load()?;
+    if let Some(n) = a.chips {
+        if n == 0 || n > spikerc_targets::machine::MAX_CHIPS {
+            bail!(
+                "--chips {n}: must be between 1 and {}",
+                spikerc_targets::machine::MAX_CHIPS
+            );
+        }
+        machine = machine.with_chips(n);
+    }
     let size = parse_size(&a.input_size)?;
     let mut outs = a.outputs(true)?;
     let bytes = std::fs::read(&a.weights)
@@ -75,13 +84,14 @@ pub fn compile_target(a: &super::compile::Args, target: &str) -> anyhow::Result<
         let hp = a.hyper.resolve()?;
         spikerc_models::compile_checkpoint(&a.weights, &hp, a.options(Precision::F16))?
     };
-    let dep = lynxi::compile(
+    let dep = lynxi::compile_with(
         &art,
         &machine,
         &lynxi::Options {
             input_size: size,
             preset: label.clone(),
         },
+        a.schedule,
     )?;
     if let Some(r) = &a.report {
         outs.write(r, &serde_json::to_vec_pretty(&art.report)?)?;
@@ -89,15 +99,23 @@ pub fn compile_target(a: &super::compile::Args, target: &str) -> anyhow::Result<
     dep.write_dir(&a.output)?;
     outs.commit()?;
     let s = &dep.manifest.summary;
+    let [dh, dw] = dep.manifest.model.input_size;
     println!(
-        "deployed {} -> {}/ ({}, {}, {}x{}, T={})",
+        "deployed {} -> {}/ ({}, {} chip(s), {}, {}x{}{}, T={}, schedule {})",
         a.weights.display(),
         a.output.display(),
         label,
+        s.chips,
         art.meta.precision,
         size[0],
         size[1],
-        art.meta.time_steps
+        if [dh, dw] != size {
+            format!(" run as {dh}x{dw}")
+        } else {
+            String::new()
+        },
+        art.meta.time_steps,
+        a.schedule
     );
     println!(
         "  {} layers in {} slices on {} of {} cores; weights {} ({:.1} % of weight SRAM); {} tensors buffered on chip, {} staged in DRAM ({})",
@@ -110,6 +128,25 @@ pub fn compile_target(a: &super::compile::Args, target: &str) -> anyhow::Result<
         s.edges_sram,
         s.edges_dram,
         kib(s.dram_staging_bytes)
+    );
+    let modes = dep
+        .manifest
+        .stages
+        .iter()
+        .fold(std::collections::BTreeMap::<String, usize>::new(), |mut m, st| {
+            *m.entry(format!("{:?}", st.mode).to_lowercase()).or_default() += 1;
+            m
+        });
+    println!(
+        "  {} stages ({}); estimated hops per spike {:.2} (serpentine walk {:.2})",
+        s.stages,
+        modes
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        s.hops_per_spike,
+        s.hops_per_spike_serpentine
     );
     Ok(())
 }
@@ -139,7 +176,12 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     }
     let (h, w) = (input.shape[2], input.shape[3]);
     let padded = input.pad_reflect_to_multiple(dep.artifact.graph.spatial_divisor());
-    let sim = spikerc_targets::simulate(&dep, &padded, &SimOptions { threads: a.threads })
+    let sim = spikerc_targets::sim::simulate_image(
+        &dep,
+        &padded,
+        &SimOptions { threads: a.threads },
+        Some([h, w]),
+    )
         .with_context(|| format!("simulating {} on {}", a.dir.display(), a.input.display()))?;
     let json = serde_json::to_vec_pretty(&sim.report)?;
     if let Some(o) = &a.output {

@@ -5,17 +5,23 @@
 //!   assumed.
 //! * [`layers`] — how graph nodes group into the layers the back end places, and their static
 //!   facts (shapes at the deployed size, weights, dense work).
-//! * [`lynxi`] — the Lynxi-style back end: core slicing, placement on the mesh, memory
-//!   arrangement, multicast routing, and the deployment directory (JSON manifest + blobs).
+//! * [`schedule`] — layer-serial / pipelined / fused / auto schedules, stages, buffer needs.
+//! * [`dataflow`] — loop nests of a convolution slice and the accesses they imply.
+//! * [`lynxi`] — the Lynxi-style back end: chip partition, core slicing, placement on the
+//!   mesh, memory arrangement, multicast routing, and the deployment directory (JSON
+//!   manifest + blobs).
 //! * [`sim`] — the simulator: runs the deployment with the runtime's kernels (same output
 //!   bits as `spikerc run`) and accounts cycles and energy per core, time step and module.
 
+pub mod dataflow;
 pub mod layers;
 pub mod lynxi;
 pub mod machine;
+pub mod schedule;
 pub mod sim;
 
-pub use lynxi::{compile, load_dir, Deployment, Loaded, Manifest, MapError};
+pub use lynxi::{compile, compile_with, load_dir, Deployment, Loaded, Manifest, MapError};
+pub use schedule::Schedule;
 pub use machine::{Machine, MachineError};
 pub use sim::{simulate, Report, SimError, SimOptions, Simulation};
 

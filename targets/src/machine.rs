@@ -19,10 +19,20 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("ka200-like", include_str!("../presets/ka200-like.toml")),
     ("tianjic-like", include_str!("../presets/tianjic-like.toml")),
     ("loihi-like", include_str!("../presets/loihi-like.toml")),
+    ("hp300-like", include_str!("../presets/hp300-like.toml")),
 ];
 
 /// The preset used when a target names none.
 pub const DEFAULT_PRESET: &str = "ka200-like";
+
+/// Bounds every description must respect (checked by [`Machine::validate`]).
+pub const MAX_MESH_SIDE: usize = 1024;
+/// Cores on a whole card; core ids are 16-bit in `routes.bin`.
+pub const MAX_CORES: usize = 65535;
+pub const MAX_CHIPS: usize = 64;
+pub const MAX_SRAM_BYTES: u64 = 1 << 30;
+pub const MAX_LANES: u64 = 1 << 20;
+pub const MAX_PJ: f64 = 1e9;
 
 /// A many-core accelerator.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -41,6 +51,51 @@ pub struct Machine {
     pub dram: Dram,
     pub noc: Noc,
     pub energy: EnergyTable,
+    /// Chips on one card (absent: one chip).
+    #[serde(default)]
+    pub card: Card,
+}
+
+/// Several identical chips on one card, joined by chip-to-chip links: chip `k` holds global
+/// cores `k * cores_per_chip ..`; traffic between chips crosses one link.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Card {
+    pub chips: usize,
+    /// Payload bytes one chip-to-chip link moves per cycle.
+    #[serde(default)]
+    pub link_bytes_per_cycle: f64,
+    /// Cycles from one chip's router to the next chip's.
+    #[serde(default)]
+    pub link_latency_cycles: u64,
+    /// Energy per byte over a link.
+    #[serde(default)]
+    pub link_pj_per_byte: f64,
+}
+
+impl Card {
+    /// Link figures used when `--chips N` is asked of a single-chip description (all
+    /// assumed): 32 bytes per cycle (a x16 PCIe-4-class link at 1 GHz), 500 cycles latency,
+    /// 10 pJ per byte (SerDes-class energy, ~80 pJ per 64-bit word).
+    pub fn assumed_link(chips: usize) -> Card {
+        Card {
+            chips,
+            link_bytes_per_cycle: 32.0,
+            link_latency_cycles: 500,
+            link_pj_per_byte: 10.0,
+        }
+    }
+}
+
+impl Default for Card {
+    fn default() -> Card {
+        Card {
+            chips: 1,
+            link_bytes_per_cycle: 0.0,
+            link_latency_cycles: 0,
+            link_pj_per_byte: 0.0,
+        }
+    }
 }
 
 /// Cores on a 2-D mesh, numbered row-major: core `id` sits at `(id % cols, id / cols)`.
@@ -67,6 +122,10 @@ pub struct Core {
     pub neuron_lanes: u64,
     /// Other elementwise operations (add, sigmoid, reductions, ...) per cycle.
     pub vector_lanes: u64,
+    /// Register / operand-buffer level between weight SRAM and the lanes (weight tiles and
+    /// accumulators of the stationary dataflows live here); 0 = none.
+    #[serde(default)]
+    pub reg_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -110,6 +169,9 @@ pub struct EnergyTable {
     pub dram_pj_per_byte: f64,
     /// One packet over one mesh link.
     pub hop_pj: f64,
+    /// One byte read from the register level (`core.reg_bytes`).
+    #[serde(default)]
+    pub reg_pj_per_byte: f64,
     /// SRAM access energy by array size, ascending; sizes in between interpolate linearly in
     /// log(size), sizes outside use the nearest entry.
     pub sram: Vec<SramEnergy>,
@@ -198,13 +260,46 @@ impl Machine {
         }
     }
 
-    pub fn cores(&self) -> usize {
+    /// Cores of one chip.
+    pub fn cores_per_chip(&self) -> usize {
         self.mesh.cols * self.mesh.rows
     }
 
-    /// `(x, y)` of a core.
+    /// Cores of the whole card (all chips).
+    pub fn cores(&self) -> usize {
+        self.cores_per_chip() * self.card.chips
+    }
+
+    /// The chip holding a (global) core.
+    pub fn chip_of(&self, core: usize) -> usize {
+        core / self.cores_per_chip()
+    }
+
+    /// `(x, y)` of a core on its chip.
     pub fn position(&self, core: usize) -> (usize, usize) {
-        (core % self.mesh.cols, core / self.mesh.cols)
+        let c = core % self.cores_per_chip();
+        (c % self.mesh.cols, c / self.mesh.cols)
+    }
+
+    /// The same machine as a card of `chips` chips (link figures as described; a
+    /// single-chip description without them gets the assumed defaults of
+    /// [`Card::assumed_link`], named in `assumed`).
+    pub fn with_chips(&self, chips: usize) -> Machine {
+        let mut m = self.clone();
+        if chips > 1 && m.card.link_bytes_per_cycle <= 0.0 {
+            m.card = Card::assumed_link(chips);
+            for f in [
+                "card.link_bytes_per_cycle",
+                "card.link_latency_cycles",
+                "card.link_pj_per_byte",
+            ] {
+                if !m.is_assumed(f) {
+                    m.assumed.push(f.to_string());
+                }
+            }
+        }
+        m.card.chips = chips;
+        m
     }
 
     /// Core ids along a serpentine (boustrophedon) walk of the mesh: consecutive entries are
@@ -277,68 +372,95 @@ impl Machine {
         }
     }
 
-    /// Checks ranges and the `assumed` names.
+    /// Checks every field against its range (so no description can make the back end
+    /// allocate absurd tables) and the `assumed` names.
     pub fn validate(&self, origin: &str) -> Result<(), MachineError> {
         let bad = |field: &str, message: String| MachineError::Invalid {
             origin: origin.to_string(),
             field: field.to_string(),
             message,
         };
-        let positive = [
-            ("mesh.cols", self.mesh.cols as f64),
-            ("mesh.rows", self.mesh.rows as f64),
-            ("core.weight_sram_bytes", self.core.weight_sram_bytes as f64),
-            ("core.state_sram_bytes", self.core.state_sram_bytes as f64),
-            ("core.ac_lanes", self.core.ac_lanes as f64),
-            ("core.mac_lanes", self.core.mac_lanes as f64),
-            ("core.neuron_lanes", self.core.neuron_lanes as f64),
-            ("core.vector_lanes", self.core.vector_lanes as f64),
-            ("clock.mhz", self.clock.mhz),
-            ("dram.bytes_per_cycle", self.dram.bytes_per_cycle),
-            (
-                "noc.packet_payload_bytes",
-                self.noc.packet_payload_bytes as f64,
-            ),
-            ("noc.spike_event_bytes", self.noc.spike_event_bytes as f64),
-        ];
-        for (f, v) in positive {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(bad(f, format!("must be positive, found {v}")));
-            }
-        }
+        // (field, value, smallest, largest): every numeric field of the description.
+        let c = &self.core;
         let e = &self.energy;
-        let energies = [
-            ("energy.ac_fp16_pj", e.ac_fp16_pj),
-            ("energy.ac_fp32_pj", e.ac_fp32_pj),
-            ("energy.mac_fp16_pj", e.mac_fp16_pj),
-            ("energy.mac_fp32_pj", e.mac_fp32_pj),
-            ("energy.neuron_update_pj", e.neuron_update_pj),
-            ("energy.vector_op_pj", e.vector_op_pj),
-            ("energy.dram_pj_per_byte", e.dram_pj_per_byte),
-            ("energy.hop_pj", e.hop_pj),
+        let ranged: [(&str, f64, f64, f64); 31] = [
+            ("mesh.cols", self.mesh.cols as f64, 1.0, MAX_MESH_SIDE as f64),
+            ("mesh.rows", self.mesh.rows as f64, 1.0, MAX_MESH_SIDE as f64),
+            ("core.weight_sram_bytes", c.weight_sram_bytes as f64, 1.0, MAX_SRAM_BYTES as f64),
+            ("core.state_sram_bytes", c.state_sram_bytes as f64, 1.0, MAX_SRAM_BYTES as f64),
+            ("core.ac_lanes", c.ac_lanes as f64, 1.0, MAX_LANES as f64),
+            ("core.mac_lanes", c.mac_lanes as f64, 1.0, MAX_LANES as f64),
+            ("core.neuron_lanes", c.neuron_lanes as f64, 1.0, MAX_LANES as f64),
+            ("core.vector_lanes", c.vector_lanes as f64, 1.0, MAX_LANES as f64),
+            ("core.reg_bytes", c.reg_bytes as f64, 0.0, MAX_SRAM_BYTES as f64),
+            ("clock.mhz", self.clock.mhz, f64::MIN_POSITIVE, 1e5),
+            ("dram.bytes", self.dram.bytes as f64, 0.0, 2f64.powi(50)),
+            ("dram.bytes_per_cycle", self.dram.bytes_per_cycle, f64::MIN_POSITIVE, 1e6),
+            ("noc.hop_cycles", self.noc.hop_cycles as f64, 0.0, 1e6),
+            ("noc.packet_payload_bytes", self.noc.packet_payload_bytes as f64, 1.0, 1e6),
+            ("noc.spike_event_bytes", self.noc.spike_event_bytes as f64, 1.0, 1024.0),
+            ("noc.barrier_cycles", self.noc.barrier_cycles as f64, 0.0, 1e9),
+            ("energy.ac_fp16_pj", e.ac_fp16_pj, 0.0, MAX_PJ),
+            ("energy.ac_fp32_pj", e.ac_fp32_pj, 0.0, MAX_PJ),
+            ("energy.mac_fp16_pj", e.mac_fp16_pj, 0.0, MAX_PJ),
+            ("energy.mac_fp32_pj", e.mac_fp32_pj, 0.0, MAX_PJ),
+            ("energy.neuron_update_pj", e.neuron_update_pj, 0.0, MAX_PJ),
+            ("energy.vector_op_pj", e.vector_op_pj, 0.0, MAX_PJ),
+            ("energy.dram_pj_per_byte", e.dram_pj_per_byte, 0.0, MAX_PJ),
+            ("energy.hop_pj", e.hop_pj, 0.0, MAX_PJ),
+            ("energy.reg_pj_per_byte", e.reg_pj_per_byte, 0.0, MAX_PJ),
+            ("energy.sram", e.sram.len() as f64, 1.0, 64.0),
+            ("card.chips", self.card.chips as f64, 1.0, MAX_CHIPS as f64),
+            ("card.link_bytes_per_cycle", self.card.link_bytes_per_cycle, 0.0, 1e6),
+            ("card.link_latency_cycles", self.card.link_latency_cycles as f64, 0.0, 1e9),
+            ("card.link_pj_per_byte", self.card.link_pj_per_byte, 0.0, MAX_PJ),
+            (
+                "mesh (cols x rows x card.chips)",
+                (self.mesh.cols * self.mesh.rows * self.card.chips) as f64,
+                1.0,
+                MAX_CORES as f64,
+            ),
         ];
-        for (f, v) in energies {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(bad(
-                    f,
-                    format!("must be a non-negative number of pJ, found {v}"),
-                ));
+        for (f, v, lo, hi) in ranged {
+            if !v.is_finite() || v < lo {
+                let what = if lo == 0.0 { "non-negative" } else { "positive" };
+                let what = if f == "energy.sram" {
+                    "at least one entry".to_string()
+                } else {
+                    format!("{what}, found {v}")
+                };
+                return Err(bad(f, format!("must be {what}")));
+            }
+            if v > hi {
+                return Err(bad(f, format!("must be at most {hi}, found {v}")));
             }
         }
-        if e.sram.is_empty() {
-            return Err(bad("energy.sram", "needs at least one entry".into()));
+        if self.card.chips > 1 && self.card.link_bytes_per_cycle <= 0.0 {
+            return Err(bad(
+                "card.link_bytes_per_cycle",
+                format!(
+                    "must be positive on a card of {} chips, found {}",
+                    self.card.chips, self.card.link_bytes_per_cycle
+                ),
+            ));
         }
         for (i, s) in e.sram.iter().enumerate() {
             for (f, v) in [
                 ("read_pj_per_byte", s.read_pj_per_byte),
                 ("write_pj_per_byte", s.write_pj_per_byte),
             ] {
-                if !(v.is_finite() && v >= 0.0) {
+                if !(v.is_finite() && (0.0..=MAX_PJ).contains(&v)) {
                     return Err(bad(
                         &format!("energy.sram[{i}].{f}"),
-                        format!("must be a non-negative number of pJ, found {v}"),
+                        format!("must be a number of pJ in [0, {MAX_PJ}], found {v}"),
                     ));
                 }
+            }
+            if s.array_bytes == 0 || s.array_bytes > 1 << 40 {
+                return Err(bad(
+                    &format!("energy.sram[{i}].array_bytes"),
+                    format!("must be in [1, {}], found {}", 1u64 << 40, s.array_bytes),
+                ));
             }
             if i > 0 && s.array_bytes <= e.sram[i - 1].array_bytes {
                 return Err(bad(
@@ -439,7 +561,7 @@ mod tests {
         let e = Machine::preset("ka300").unwrap_err();
         assert!(e
             .to_string()
-            .starts_with("unknown preset `ka300` (presets: ka200-like, tianjic-like, loihi-like)"));
+            .starts_with("unknown preset `ka300` (presets: ka200-like, tianjic-like, loihi-like, hp300-like)"));
     }
 
     #[test]

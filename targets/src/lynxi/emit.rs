@@ -30,6 +30,8 @@ pub enum LoadError {
         bytes: u64,
         crc: String,
     },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
 }
@@ -152,10 +154,231 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, LoadError> {
             message: "the manifest lists no model.spk".into(),
         })?;
     let artifact = Artifact::from_bytes(&art_bytes, &dir.join("model.spk").display().to_string())?;
+    let weights = blobs.remove("weights.bin").unwrap_or_default();
+    let routes = blobs.remove("routes.bin").unwrap_or_default();
+    super::validate::validate_loaded(
+        &manifest,
+        &artifact.graph,
+        weights.len() as u64,
+        routes.len() as u64,
+    )
+    .map_err(|message| LoadError::Invalid {
+        path: mpath.display().to_string(),
+        message,
+    })?;
     Ok(Loaded {
         manifest,
         artifact,
-        weights: blobs.remove("weights.bin").unwrap_or_default(),
-        routes: blobs.remove("routes.bin").unwrap_or_default(),
+        weights,
+        routes,
     })
+}
+
+/// Emit: the per-core memory maps, the weight and route blobs and the manifest.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn assemble(
+    art: &spikerc_compiler::Artifact,
+    machine: &crate::machine::Machine,
+    opts: &super::Options,
+    sched: crate::schedule::Schedule,
+    infos: &std::collections::BTreeMap<spikerc_compiler::NodeId, crate::layers::NodeInfo>,
+    drafts: &[super::LayerDraft],
+    layers: Vec<super::Layer>,
+    stages: Vec<super::Stage>,
+    slices: Vec<super::Slice>,
+    edges: Vec<super::Edge>,
+    routes: Vec<Vec<super::Route>>,
+    state_regions: Vec<Vec<super::Region>>,
+    working: Vec<u64>,
+    live: Vec<Vec<(u64, u64, usize, usize)>>,
+    [min_work, hops, hops_serpentine]: [f64; 3],
+) -> Deployment {
+    use super::*;
+    use std::collections::BTreeSet;
+    let g = &art.graph;
+    let ncores = machine.cores();
+    let cap = machine.core.weight_sram_bytes;
+    let state_cap = machine.core.state_sram_bytes;
+    let mut weights_blob: Vec<u8> = Vec::new();
+    let mut routes_blob: Vec<u8> = Vec::new();
+    let mut cores: Vec<CoreMap> = Vec::new();
+    let mut by_core: Vec<Vec<usize>> = vec![vec![]; ncores];
+    for s in &slices {
+        by_core[s.core].push(s.id);
+    }
+    for c in 0..ncores {
+        let (x, y) = machine.position(c);
+        let wstart = weights_blob.len() as u64;
+        let mut memory = Vec::new();
+        let mut off = 0u64;
+        for &si in &by_core[c] {
+            let s = &slices[si];
+            let d = &drafts[s.layer];
+            let mut seen_params: BTreeSet<(String, &'static str)> = BTreeSet::new();
+            for id in &d.nodes {
+                let node = g.node(*id);
+                let co = crate::layers::channels_of(&infos[id].shape);
+                for (role, t) in node.op.params() {
+                    if !seen_params.insert((node.name.clone(), role)) {
+                        continue;
+                    }
+                    let split = splits_with(co, d.channels, infos[id].shape.len(), t);
+                    if !split && s.channels[0] != 0 {
+                        continue;
+                    }
+                    let bytes = param_bytes(t, if split { Some(s.channels) } else { None });
+                    if bytes.is_empty() {
+                        continue;
+                    }
+                    let rows = if s.rows[0] == 0 && s.rows[1] == d.rows().max(1) {
+                        String::new()
+                    } else {
+                        format!(" (row band [{}, {}))", s.rows[0], s.rows[1])
+                    };
+                    memory.push(Region {
+                        sram: "weight".into(),
+                        offset: off,
+                        bytes: bytes.len() as u64,
+                        what: if split {
+                            format!(
+                                "{} {role} [{}, {}){rows}",
+                                node.name, s.channels[0], s.channels[1]
+                            )
+                        } else {
+                            format!("{} {role}{rows}", node.name)
+                        },
+                    });
+                    weights_blob.extend_from_slice(&bytes);
+                    off += bytes.len() as u64;
+                }
+            }
+            // Every slice starts aligned.
+            let padded = off.div_ceil(ALIGN) * ALIGN;
+            weights_blob.resize(weights_blob.len() + (padded - off) as usize, 0);
+            off = padded;
+        }
+        let weight_used = off;
+        for &si in &by_core[c] {
+            let s = &slices[si];
+            memory.push(Region {
+                sram: "state".into(),
+                offset: 0,
+                bytes: s.working_bytes,
+                what: format!(
+                    "work {} [{}, {}) rows [{}, {}) tile {}x{} (time-shared)",
+                    layers[s.layer].name,
+                    s.channels[0],
+                    s.channels[1],
+                    s.rows[0],
+                    s.rows[1],
+                    s.tile[0],
+                    s.tile[1]
+                ),
+            });
+        }
+        memory.extend(state_regions[c].iter().cloned());
+        let state_used = live[c]
+            .iter()
+            .map(|r| r.0 + r.1)
+            .max()
+            .unwrap_or(working[c])
+            .max(working[c]);
+        let rstart = routes_blob.len() as u64;
+        for r in &routes[c] {
+            routes_blob.extend_from_slice(&(r.edge as u32).to_le_bytes());
+            routes_blob.extend_from_slice(&(r.slice as u32).to_le_bytes());
+            routes_blob.extend_from_slice(&(c as u16).to_le_bytes());
+            routes_blob.extend_from_slice(&(r.dests.len() as u16).to_le_bytes());
+            for &d in &r.dests {
+                routes_blob.extend_from_slice(&(d as u16).to_le_bytes());
+            }
+        }
+        cores.push(CoreMap {
+            id: c,
+            chip: machine.chip_of(c),
+            x,
+            y,
+            slices: by_core[c].clone(),
+            weight_used,
+            state_used: state_used.min(state_cap),
+            memory,
+            routes: routes[c].clone(),
+            weights_blob: [wstart, weights_blob.len() as u64],
+            routes_blob: [rstart, routes_blob.len() as u64],
+        });
+    }
+    let artifact = art.to_bytes();
+    let weight_total: u64 = slices.iter().map(|s| s.weight_bytes).sum();
+    let summary = Summary {
+        cores_total: ncores,
+        cores_used: by_core.iter().filter(|v| !v.is_empty()).count(),
+        layers: layers.len(),
+        slices: slices.len(),
+        weight_bytes: weight_total,
+        weight_sram_fill: weight_total as f64 / (cap as f64 * ncores as f64),
+        edges_sram: edges.iter().filter(|e| e.staging == "sram").count(),
+        edges_dram: edges
+            .iter()
+            .filter(|e| e.staging == "dram" || e.staging == "split")
+            .count(),
+        dram_staging_bytes: {
+            let mut seen = BTreeSet::new();
+            edges
+                .iter()
+                .filter(|e| seen.insert(e.node))
+                .map(|e| e.dram_bytes)
+                .sum()
+        },
+        min_slice_work_cycles: min_work,
+        chips: machine.card.chips,
+        stages: stages.len(),
+        hops_per_spike: hops,
+        hops_per_spike_serpentine: hops_serpentine,
+    };
+    let input_node = g.input().expect("verified");
+    let files = vec![
+        file_entry("model.spk", &artifact),
+        file_entry("weights.bin", &weights_blob),
+        file_entry("routes.bin", &routes_blob),
+    ];
+    let [h, w] = opts.input_size;
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        version: FORMAT_VERSION,
+        model: ModelInfo {
+            model: art.meta.model.clone(),
+            source: art.meta.source.clone(),
+            precision: art.meta.precision.to_string(),
+            time_steps: g.time_steps(),
+            input_size: [h, w],
+            input: TensorInfo {
+                name: g.node(input_node).name.clone(),
+                shape: infos[&input_node].shape.clone(),
+            },
+            outputs: g
+                .outputs()
+                .iter()
+                .map(|o| TensorInfo {
+                    name: g.node(*o).name.clone(),
+                    shape: infos[o].shape.clone(),
+                })
+                .collect(),
+            preset: opts.preset.clone(),
+            schedule: sched,
+        },
+        machine: machine.clone(),
+        summary,
+        layers,
+        stages,
+        slices,
+        edges,
+        cores,
+        files,
+    };
+    Deployment {
+        manifest,
+        weights: weights_blob,
+        routes: routes_blob,
+        artifact,
+    }
 }

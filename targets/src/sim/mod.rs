@@ -17,6 +17,8 @@
 //! the part of a layer step it spends idle. Energy = counts x the machine's energy table.
 
 mod report;
+mod bound;
+mod timing;
 
 pub use report::{CoreReport, ModuleReport, Report, StepCounts};
 
@@ -35,17 +37,21 @@ pub const PAPER_E_AC_PJ: f64 = 0.9;
 pub const PAPER_E_MAC_PJ: f64 = 4.6;
 
 /// The actions energy is accounted for, in report order.
-pub const ACTIONS: [&str; 9] = [
+pub const ACTIONS: [&str; 11] = [
     "ac",
     "mac",
     "neuron_update",
     "vector_op",
+    "reg_read",
     "weight_sram_read",
     "state_sram_read",
     "state_sram_write",
     "dram",
     "noc_hop",
+    "chip_link",
 ];
+/// Number of accounted actions.
+pub const NACT: usize = ACTIONS.len();
 
 /// Why a simulation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +98,8 @@ pub struct Counts {
     pub dram_bytes: f64,
     pub packets: f64,
     pub packet_hops: f64,
+    pub reg_read_bytes: f64,
+    pub chip_link_bytes: f64,
 }
 
 impl Counts {
@@ -108,10 +116,12 @@ impl Counts {
         self.dram_bytes += o.dram_bytes * f;
         self.packets += o.packets * f;
         self.packet_hops += o.packet_hops * f;
+        self.reg_read_bytes += o.reg_read_bytes * f;
+        self.chip_link_bytes += o.chip_link_bytes * f;
     }
 
     /// Energy of these counts by action (same order as [`ACTIONS`]).
-    pub fn energy(&self, m: &Machine, fp16: bool) -> [f64; 9] {
+    pub fn energy(&self, m: &Machine, fp16: bool) -> [f64; NACT] {
         let e = &m.energy;
         let ws = m.sram_energy(m.core.weight_sram_bytes);
         let ss = m.sram_energy(m.core.state_sram_bytes);
@@ -120,11 +130,13 @@ impl Counts {
             self.mac * m.mac_pj(fp16),
             self.neuron_updates * e.neuron_update_pj,
             self.vector_ops * e.vector_op_pj,
+            self.reg_read_bytes * e.reg_pj_per_byte,
             self.weight_read_bytes * ws.read_pj_per_byte,
             self.state_read_bytes * ss.read_pj_per_byte,
             self.state_write_bytes * ss.write_pj_per_byte,
             self.dram_bytes * e.dram_pj_per_byte,
             self.packet_hops * e.hop_pj,
+            self.chip_link_bytes * m.card.link_pj_per_byte,
         ]
     }
 
@@ -168,16 +180,23 @@ struct Observed {
 
 /// Simulates a loaded deployment on `input` (`[N, C, H, W]` at the deployed size).
 pub fn simulate(dep: &Loaded, input: &Array, opts: &SimOptions) -> Result<Simulation, SimError> {
+    simulate_image(dep, input, opts, None)
+}
+
+/// As [`simulate`], for an image of `image_size` that was reflect-padded to `input`'s size
+/// (the report speaks of the user's size).
+pub fn simulate_image(
+    dep: &Loaded,
+    input: &Array,
+    opts: &SimOptions,
+    image_size: Option<[usize; 2]>,
+) -> Result<Simulation, SimError> {
     let man = &dep.manifest;
     let g = &dep.artifact.graph;
     let [dh, dw] = man.model.input_size;
     if input.shape.len() == 4 && (input.shape[2], input.shape[3]) != (dh, dw) {
-        return Err(SimError::InputSize {
-            dh,
-            dw,
-            h: input.shape[2],
-            w: input.shape[3],
-        });
+        let [h, w] = image_size.unwrap_or([input.shape[2], input.shape[3]]);
+        return Err(SimError::InputSize { dh, dw, h, w });
     }
     spikerc_compiler::interp::check_input(g, input).map_err(RuntimeError::from)?;
     let (n, h, w) = (input.shape[0], input.shape[2], input.shape[3]);
@@ -271,9 +290,10 @@ pub fn simulate(dep: &Loaded, input: &Array, opts: &SimOptions) -> Result<Simula
             tiles.insert(by_index[ni], t);
         }
     }
-    let counts = node_counts(g, &infos, &obs, &tiles, t_steps);
+    let mut counts = node_counts(g, &infos, &obs, &tiles, t_steps);
+    apply_dataflows(man, g, &by_index, &mut counts, n);
     let fp16 = man.model.precision == "f16";
-    let report = account(man, g, &infos, &counts, &obs, n, fp16);
+    let report = account(man, g, &infos, &counts, &obs, n, fp16, image_size);
     Ok(Simulation {
         outputs: run.outputs.clone(),
         report,
@@ -354,6 +374,55 @@ fn node_counts(
     out
 }
 
+/// Replaces a convolution's register / SRAM accesses by those of its layer's dataflow
+/// ([`crate::dataflow`]), slice by slice (`n` images per run).
+fn apply_dataflows(
+    man: &Manifest,
+    g: &spikerc_compiler::Verified,
+    by_index: &BTreeMap<usize, NodeId>,
+    counts: &mut BTreeMap<NodeId, Vec<Counts>>,
+    n: usize,
+) {
+    for l in &man.layers {
+        let Some(df) = l.dataflow else { continue };
+        let Some((id, conv)) = l.nodes.iter().find_map(|i| match &g.node(by_index[i]).op {
+            Op::Conv2d(c) => Some((by_index[i], c)),
+            _ => None,
+        }) else {
+            continue;
+        };
+        let [kh, kw] = conv.kernel();
+        let cols = *l.out_shape.last().unwrap_or(&1);
+        for c in counts.get_mut(&id).into_iter().flatten() {
+            let ops = if conv.event_driven { c.ac } else { c.mac };
+            let mut acc = crate::dataflow::Accesses::default();
+            for &s in &l.slices {
+                let sl = &man.slices[s];
+                let geo = crate::dataflow::ConvGeometry {
+                    ci: conv.in_channels(),
+                    co: sl.channels[1] - sl.channels[0],
+                    kh,
+                    kw,
+                    stride: conv.stride[0].max(1),
+                    rows: sl.rows[1] - sl.rows[0],
+                    cols,
+                    weight_bytes: conv.weight.dtype().size_of() as f64,
+                    input_bytes: if conv.event_driven { 0.125 } else { 4.0 },
+                };
+                let a = df.accesses(&geo, ops * timing::share(man, s) / n as f64);
+                acc.reg_read += a.reg_read * n as f64;
+                acc.weight_sram_read += a.weight_sram_read * n as f64;
+                acc.state_read += a.state_read * n as f64;
+                acc.state_write += a.state_write * n as f64;
+            }
+            c.reg_read_bytes = acc.reg_read;
+            c.weight_read_bytes = acc.weight_sram_read;
+            c.state_read_bytes = acc.state_read;
+            c.state_write_bytes = acc.state_write;
+        }
+    }
+}
+
 /// Bytes a value occupies on the wire at step `t`: spikes as the cheaper of a bitmap and
 /// address events, real values as f32.
 fn wire_bytes(
@@ -381,6 +450,7 @@ fn wire_bytes(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn account(
     man: &Manifest,
     g: &spikerc_compiler::Verified,
@@ -389,6 +459,7 @@ fn account(
     obs: &Observed,
     images: usize,
     fp16: bool,
+    image_size: Option<[usize; 2]>,
 ) -> Report {
     let m = &man.machine;
     let t_steps = g.time_steps();
@@ -396,173 +467,22 @@ fn account(
     let by_index: BTreeMap<usize, NodeId> = g.ids().map(|i| (i.index(), i)).collect();
     let nl = man.layers.len();
 
-    // Edge traffic per (layer, t): extra counts on producer/consumer cores and time.
-    // `edge_node[node]` = traffic counts attributed to the producing node (module view).
-    let mut edge_node: BTreeMap<NodeId, Vec<Counts>> = BTreeMap::new();
-    let mut core_extra: Vec<Vec<Counts>> = vec![vec![Counts::default(); t_steps]; ncores];
-    let mut layer_comm = vec![vec![0f64; t_steps]; nl]; // NoC cycles
-    let mut layer_dram = vec![vec![0f64; t_steps]; nl]; // DRAM bytes moved by the layer
-    let mut host_dram = vec![0f64; t_steps];
-    let mut written: BTreeSet<usize> = BTreeSet::new();
-    let frac = |s: usize| -> f64 {
-        let sl = &man.slices[s];
-        (sl.channels[1] - sl.channels[0]) as f64 / man.layers[sl.layer].channels as f64
-    };
-    for e in &man.edges {
-        let node = by_index[&e.node];
-        let info = &infos[&node];
-        let ec = edge_node
-            .entry(node)
-            .or_insert_with(|| vec![Counts::default(); t_steps]);
-        for t in 0..t_steps {
-            let mut bytes = wire_bytes(m, info, obs.spikes.get(&node), t, t_steps);
-            if e.from_layer.is_none() {
-                // The image: read once from DRAM by each consuming layer, at the first step.
-                bytes = if t == 0 {
-                    value_bytes(info.kind, info.out_elems()) as f64
-                } else {
-                    0.0
-                };
-            }
-            if bytes == 0.0 {
-                continue;
-            }
-            match e.staging.as_str() {
-                "sram" => {
-                    let from = e.from_layer.expect("on-chip edges have both ends");
-                    let routes: BTreeMap<usize, &crate::lynxi::Route> = man
-                        .cores
-                        .iter()
-                        .flat_map(|c| c.routes.iter())
-                        .filter(|r| r.edge == e.id)
-                        .map(|r| (r.slice, r))
-                        .collect();
-                    let mut comm: f64 = 0.0;
-                    for &ps in &man.layers[from].slices {
-                        let r = routes[&ps];
-                        let b = bytes * frac(ps);
-                        let packets = if r.dests.is_empty() {
-                            0.0
-                        } else {
-                            (b / m.noc.packet_payload_bytes as f64).ceil()
-                        };
-                        let hops = packets * r.links as f64;
-                        let cc = &mut core_extra[man.slices[ps].core][t];
-                        cc.packets += packets;
-                        cc.packet_hops += hops;
-                        ec[t].packets += packets;
-                        ec[t].packet_hops += hops;
-                        if packets > 0.0 {
-                            comm = comm.max((r.depth as u64 * m.noc.hop_cycles) as f64 + packets);
-                        }
-                    }
-                    layer_comm[from][t] = layer_comm[from][t].max(comm);
-                }
-                _ => {
-                    // DRAM: the producer writes the value once; every consuming layer reads it.
-                    if let Some(from) = e.from_layer {
-                        if written.insert(e.node * t_steps + t) {
-                            for &ps in &man.layers[from].slices {
-                                core_extra[man.slices[ps].core][t].dram_bytes += bytes * frac(ps);
-                            }
-                            ec[t].dram_bytes += bytes;
-                            layer_dram[from][t] += bytes;
-                        }
-                    }
-                    match e.to_layer {
-                        Some(to) => {
-                            for &cs in &man.layers[to].slices {
-                                core_extra[man.slices[cs].core][t].dram_bytes += bytes * frac(cs);
-                            }
-                            ec[t].dram_bytes += bytes;
-                            layer_dram[to][t] += bytes;
-                        }
-                        None if e.from_layer.is_none() => {}
-                        None => {}
-                    }
-                    if e.from_layer.is_none() && e.to_layer.is_none() {
-                        ec[t].dram_bytes += bytes;
-                        host_dram[t] += bytes;
-                    }
-                }
-            }
-        }
-    }
-
-    // Per layer and step: counts, per-core busy cycles, duration.
-    let mut core_steps: Vec<Vec<Counts>> = vec![vec![Counts::default(); t_steps]; ncores];
-    let mut core_busy_t: Vec<Vec<f64>> = vec![vec![0.0; t_steps]; ncores];
-    let mut core_busy = vec![0f64; ncores];
-    let mut core_wait = vec![0f64; ncores];
-    let mut core_free = vec![0f64; ncores];
-    let mut layer_finish = vec![0f64; nl];
-    let mut preds: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); nl];
-    for e in &man.edges {
-        if let (Some(f), Some(t)) = (e.from_layer, e.to_layer) {
-            preds[t].insert(f);
-        }
-    }
-    let mut slice_cycles = vec![0f64; man.slices.len()];
-    for l in &man.layers {
-        let mut lc = vec![Counts::default(); t_steps];
-        for &ni in &l.nodes {
-            for (t, c) in counts[&by_index[&ni]].iter().enumerate() {
-                lc[t].add_scaled(c, 1.0);
-            }
-        }
-        let cores: BTreeSet<usize> = l.slices.iter().map(|&s| man.slices[s].core).collect();
-        // Layers run one after another, each over all T steps (multi-step semantics); the
-        // dependency and core-availability bounds below are implied but kept explicit.
-        let start = preds[l.id]
-            .iter()
-            .map(|&p| layer_finish[p])
-            .chain(cores.iter().map(|&c| core_free[c]))
-            .chain(l.id.checked_sub(1).map(|p| layer_finish[p]))
-            .fold(0.0, f64::max);
-        let mut elapsed = 0.0;
-        for t in 0..t_steps {
-            let mut busy: BTreeMap<usize, f64> = BTreeMap::new();
-            for &s in &l.slices {
-                let f = frac(s);
-                let mut sc = Counts::default();
-                sc.add_scaled(&lc[t], f);
-                let cyc = sc.cycles(m);
-                slice_cycles[s] += cyc;
-                *busy.entry(man.slices[s].core).or_default() += cyc;
-                core_steps[man.slices[s].core][t].add_scaled(&sc, 1.0);
-            }
-            let max_busy = busy.values().copied().fold(0.0, f64::max);
-            let dur = max_busy
-                + layer_comm[l.id][t]
-                + (layer_dram[l.id][t] / m.dram.bytes_per_cycle).ceil()
-                + m.noc.barrier_cycles as f64;
-            for (&c, &b) in &busy {
-                core_busy[c] += b;
-                core_busy_t[c][t] += b;
-                core_wait[c] += dur - b;
-            }
-            elapsed += dur;
-        }
-        layer_finish[l.id] = start + elapsed;
-        for &c in &cores {
-            core_free[c] = start + elapsed;
-        }
-    }
-    let host_cycles: f64 = host_dram
-        .iter()
-        .map(|b| (b / m.dram.bytes_per_cycle).ceil())
-        .sum();
-    let total_cycles = layer_finish.iter().copied().fold(0.0, f64::max) + host_cycles;
-    for c in 0..ncores {
-        for t in 0..t_steps {
-            let x = core_extra[c][t];
-            core_steps[c][t].add_scaled(&x, 1.0);
-        }
-    }
+    let timed = timing::time(man, g, infos, counts, obs);
+    let timing::Timed {
+        core_steps,
+        core_busy_t,
+        core_busy,
+        core_wait,
+        edge_node,
+        total_cycles,
+        ..
+    } = &timed;
+    let total_cycles = *total_cycles;
+    let _ = (ncores, &by_index, nl);
 
     // Module view (node names, first appearance order), energy by action.
     let mut module_order: Vec<String> = Vec::new();
-    let mut modules: BTreeMap<String, (Counts, [f64; 9], u64, u64, u64)> = BTreeMap::new(); // counts, energy, dense_ac_in, in_elems, lif neurons
+    let mut modules: BTreeMap<String, (Counts, [f64; NACT], u64, u64, u64)> = BTreeMap::new(); // counts, energy, dense_ac_in, in_elems, lif neurons
     let order = g.topo_order().expect("verified");
     let mut paper = 0.0;
     let mut ann = 0.0;
@@ -593,10 +513,10 @@ fn account(
         }
         let e = modules
             .entry(node.name.clone())
-            .or_insert((Counts::default(), [0.0; 9], 0, 0, 0));
+            .or_insert((Counts::default(), [0.0; NACT], 0, 0, 0));
         e.0.add_scaled(&c, 1.0);
-        for k in 0..9 {
-            e.1[k] += en[k];
+        for (acc, v) in e.1.iter_mut().zip(en) {
+            *acc += v;
         }
         if event {
             e.2 += info.dense;
@@ -712,12 +632,17 @@ fn account(
     let latency_cycles = total_cycles * per_image;
     let latency_ms = latency_cycles * m.cycle_seconds() * 1e3;
     let used: Vec<&CoreReport> = core_reports.iter().filter(|c| c.slices > 0).collect();
+    let x = bound::extras(man, g, infos, &timed, &total_counts, &core_reports, images, fp16);
+    let lower_bound = bound::lower_bound(man, g, infos, &total_counts, images, fp16, latency_cycles, energy_pj);
     Report {
         model: man.model.model.clone(),
         preset: man.model.preset.clone(),
         machine: m.name.clone(),
         precision: man.model.precision.clone(),
+        image_size: image_size.unwrap_or(man.model.input_size),
         input_size: man.model.input_size,
+        schedule: man.model.schedule.to_string(),
+        chips: m.card.chips,
         images,
         time_steps: t_steps,
         latency_cycles: latency_cycles.round() as u64,
@@ -743,6 +668,8 @@ fn account(
             weight_sram_read_bytes: total_counts.weight_read_bytes,
             state_sram_read_bytes: total_counts.state_read_bytes,
             state_sram_write_bytes: total_counts.state_write_bytes,
+            reg_read_bytes: total_counts.reg_read_bytes,
+            chip_link_bytes: total_counts.chip_link_bytes,
         },
         energy_by_action: by_action,
         cores_used: used.len(),
@@ -751,9 +678,20 @@ fn account(
         } else {
             used.iter().map(|c| c.utilisation).sum::<f64>() / used.len() as f64
         },
+        hops_per_spike: x.hops_per_spike,
+        hops_per_spike_placed_estimate: man.summary.hops_per_spike,
+        hops_per_spike_serpentine_estimate: man.summary.hops_per_spike_serpentine,
+        lower_bound,
+        step_cycles: x.step_cycles,
+        full_t_cycles: x.full_t_cycles,
+        stages: x.stages,
+        layers: x.layers,
+        dram_tensors: x.dram_tensors,
+        chip_reports: x.chips,
         steps,
         modules: module_reports,
         cores: core_reports,
         assumed: m.assumed.clone(),
+        assumed_values: x.assumed_values,
     }
 }
