@@ -7,23 +7,16 @@
 //! event-driven runtime; `--engine interp` runs the reference interpreter (the oracle).
 
 use anyhow::{bail, Context};
-use clap::{Args as ClapArgs, ValueEnum};
+use clap::Args as ClapArgs;
 use serde_json::{json, Value};
-use spikerc_compiler::interp::{self, Array};
+use spikerc_check::engine::{self, artifact_engine, Engine, EngineKind, RunOutput, Tiling};
+use spikerc_compiler::interp::Array;
 use spikerc_compiler::Artifact;
-use spikerc_runtime::{tile, OpCounts, Program, RunOptions, RunResult};
+use spikerc_runtime::OpCounts;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::io::{read_input, write_atomic, write_output};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Engine {
-    /// The event-driven runtime (AC kernels on spikes, multi-threaded).
-    Event,
-    /// The reference interpreter (the oracle; slow, single-threaded).
-    Interp,
-}
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -36,8 +29,13 @@ pub struct Args {
     /// Output: .safetensors (tensor `output`) or an image; a directory when the input is one.
     #[arg(long)]
     pub output: PathBuf,
-    #[arg(long, value_enum, default_value = "event")]
-    pub engine: Engine,
+    /// `event` (the event-driven runtime) or `interp` (the reference interpreter).
+    #[arg(long, default_value = "event")]
+    pub engine: EngineKind,
+    /// f64 convolution accumulation (interpreter only; closer to exact arithmetic, not the
+    /// engines' contract).
+    #[arg(long)]
+    pub wide: bool,
     /// Worker threads of the event engine (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -53,44 +51,9 @@ pub struct Args {
 }
 
 /// Runs one input array with the chosen engine; any H x W.
-fn run_one(
-    a: &Args,
-    art: &Artifact,
-    program: Option<&Program>,
-    input: &Array,
-) -> anyhow::Result<RunResult> {
-    match (a.engine, program) {
-        (Engine::Event, Some(p)) => {
-            let opts = RunOptions {
-                threads: a.threads,
-                profile: false,
-            };
-            Ok(match a.tile {
-                Some(t) => tile::run_tiled(p, input, t, a.overlap, &opts)?,
-                None => tile::run_image(p, input, &opts)?,
-            })
-        }
-        _ => {
-            let (h, w) = (
-                input.shape.get(2).copied().unwrap_or(0),
-                input.shape.get(3).copied().unwrap_or(0),
-            );
-            let padded = input.pad_reflect_to_multiple(art.graph.spatial_divisor());
-            let exec = interp::run(&art.graph, &padded)?;
-            let mut ops: BTreeMap<String, OpCounts> = BTreeMap::new();
-            for (m, s) in &exec.spikes {
-                let c = ops.entry(m.clone()).or_default();
-                c.spikes_out = *s;
-                c.neuron_updates = exec.neurons[m];
-            }
-            Ok(RunResult {
-                outputs: exec.outputs.iter().map(|o| o.crop(h, w)).collect(),
-                spikes: exec.spikes,
-                ops,
-                timeline: vec![],
-            })
-        }
-    }
+fn run_one(a: &Args, engine: &dyn Engine, input: &Array) -> anyhow::Result<RunOutput> {
+    let tiling = a.tile.map(|tile| Tiling { tile, overlap: a.overlap });
+    engine::run(engine, input, tiling, &engine::nothing)
 }
 
 fn ops_json(ops: &BTreeMap<String, OpCounts>) -> Value {
@@ -116,17 +79,20 @@ fn is_input_file(p: &Path) -> bool {
 }
 
 pub fn main(a: Args) -> anyhow::Result<()> {
-    if a.engine == Engine::Interp && a.tile.is_some() {
+    if !matches!(a.engine, EngineKind::Event | EngineKind::Interp) {
+        bail!("--engine {}: run takes event or interp", a.engine);
+    }
+    if a.engine == EngineKind::Interp && a.tile.is_some() {
         bail!("--tile needs the event engine (drop --engine interp)");
     }
     if a.threads > 1024 {
         bail!("--threads {} is not a sensible thread count", a.threads);
     }
     let art = Artifact::load(&a.artifact)?;
-    let program = (a.engine == Engine::Event).then(|| Program::new(&art.graph));
+    let engine = artifact_engine(a.engine, &art, a.threads, a.wide, None, None)?;
     let start = std::time::Instant::now();
     let (result, shapes) = if a.input.is_dir() {
-        run_dir(&a, &art, program.as_ref())?
+        run_dir(&a, engine.as_ref())?
     } else {
         if a.output.is_dir() {
             bail!(
@@ -136,7 +102,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             );
         }
         let input = read_input(&a.input)?;
-        let res = run_one(&a, &art, program.as_ref(), &input)?;
+        let res = run_one(&a, engine.as_ref(), &input)?;
         write_output(&a.output, &res.outputs[0])
             .with_context(|| format!("writing {}", a.output.display()))?;
         (res, vec![input.shape.clone()])
@@ -144,9 +110,10 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     let elapsed = start.elapsed();
     if let Some(p) = &a.stats {
         let s = json!({
-            "engine": format!("{:?}", a.engine).to_lowercase(),
+            "engine": a.engine.name(),
+            "wide": a.wide,
             "threads": a.threads,
-            "simd": program.as_ref().map(|p| p.level().name()),
+            "simd": (a.engine == EngineKind::Event).then(|| spikerc_runtime::Level::detect().name()),
             "input_shapes": shapes,
             "spikes": result.spikes,
             "ops": ops_json(&result.ops),
@@ -158,7 +125,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     let total = result.total_ops();
     let spikes: u64 = result.spikes.values().sum();
     println!(
-        "ran {} ({:?} engine) on {} input(s) -> {} in {:.3}s ({} spikes, firing rate {:.3}, {} AC, {} MAC)",
+        "ran {} ({} engine) on {} input(s) -> {} in {:.3}s ({} spikes, firing rate {:.3}, {} AC, {} MAC)",
         a.artifact.display(),
         a.engine,
         shapes.len(),
@@ -173,11 +140,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
 }
 
 /// Runs every image/tensor file of a directory, writing same-named outputs into `a.output`.
-fn run_dir(
-    a: &Args,
-    art: &Artifact,
-    program: Option<&Program>,
-) -> anyhow::Result<(RunResult, Vec<Vec<usize>>)> {
+fn run_dir(a: &Args, engine: &dyn Engine) -> anyhow::Result<(RunOutput, Vec<Vec<usize>>)> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(&a.input)
         .with_context(|| format!("{}: cannot list", a.input.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -210,7 +173,7 @@ fn run_dir(
         )
         .expect("valid template"),
     );
-    let mut total = RunResult::default();
+    let mut total = RunOutput::default();
     let mut shapes = vec![];
     for (f, input) in files.iter().zip(&inputs) {
         bar.set_message(
@@ -219,7 +182,7 @@ fn run_dir(
                 .to_string_lossy()
                 .into_owned(),
         );
-        let res = run_one(a, art, program, input)?;
+        let res = run_one(a, engine, input)?;
         let out = a
             .output
             .join(f.file_name().expect("listed files have names"));
