@@ -162,16 +162,21 @@ pub fn first_divergence(
     reference_lif: &dyn Fn(&Lif) -> Lif,
 ) -> anyhow::Result<Option<ModuleDiff>> {
     let modules = lif_modules(g);
-    let Some((name, l)) = modules.iter().find(|(m, _)| match (artifact.get(m), reference.get(m)) {
+    let Some(pos) = modules.iter().position(|(m, _)| match (artifact.get(m), reference.get(m)) {
         (Some(a), Some(r)) => a.spikes != r.spikes,
         _ => false,
     }) else {
         return Ok(None);
     };
+    let (name, l) = &modules[pos];
     let spikes: BTreeMap<String, Array> = reference.iter().map(|(k, o)| (k.clone(), o.spikes.clone())).collect();
-    let mags = bound::magnitudes(g, padded_input, &Forcing { spikes: &spikes, inputs: None })?;
-    let mag = &mags.lif_inputs[name];
-    Ok(Some(diff_module(name, l, &reference_lif(l), &reference[name], &artifact[name].spikes, None, mag)))
+    let inputs: BTreeMap<String, Array> = reference.iter().map(|(k, o)| (k.clone(), o.input.clone())).collect();
+    let mags = bound::magnitudes(g, padded_input, &Forcing { spikes: &spikes, inputs: Some(&inputs) })?;
+    // Segment-local magnitudes, accumulated linearly over the `pos + 1` segments from the
+    // image to this module (see `bound`).
+    let mut mag = mags.lif_inputs[name].clone();
+    mag.k *= (pos + 1) as f64;
+    Ok(Some(diff_module(name, l, &reference_lif(l), &reference[name], &artifact[name].spikes, None, &mag)))
 }
 
 /// The teacher-forced check.

@@ -87,7 +87,7 @@ fn image(h: usize, w: usize) -> Array {
 
 /// The interpreter's f32 and f64 accumulation are two valid evaluations: up to the first
 /// module whose spikes differ, every LIF input current of the f32 run lies within the bound
-/// of the f64 run's, and a spike convolution's input current carries `K = ci kh kw + 1 + 4`.
+/// of the f64 run's, and a level-1 spike convolution's input current carries `K = ci kh kw + 1 + 4` (ci = dim = 16).
 #[test]
 fn f32_and_f64_accumulation_stay_within_the_bound_up_to_the_first_flip() {
     let (art, _) = model(2, 16, 4);
@@ -109,7 +109,7 @@ fn f32_and_f64_accumulation_stay_within_the_bound_up_to_the_first_flip() {
             assert!(d <= bound, "{m}: f32 and f64 inputs differ by {d:e} > bound {bound:e}");
             worst = worst.max(d / bound.max(f64::MIN_POSITIVE));
         }
-        if m.ends_with("residual.3") {
+        if m.starts_with("encoder_level1") && m.ends_with("residual.3") {
             assert_eq!(mag.k, (16 * 9 + 1) as f64 + BN_ROUNDINGS, "{m}");
         }
         checked += 1;
@@ -120,3 +120,4 @@ fn f32_and_f64_accumulation_stay_within_the_bound_up_to_the_first_flip() {
     assert!(checked >= 2, "checked {checked} modules");
     assert!(worst > 0.0, "the two evaluations never differed");
 }
+
