@@ -135,3 +135,36 @@ fn bad_suites_are_one_clear_error() {
     assert_eq!(o.status.code(), Some(1));
     assert!(err.contains("case `a`: unknown engine `gpu`"), "{err}");
 }
+
+/// `check` takes the tolerances from the suite, not from the recorded file: loosening them
+/// in the suite takes effect without re-recording.
+#[test]
+fn check_uses_the_suites_tolerances() {
+    let fx = &common::fixtures()[0];
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let input = t.join("input.safetensors");
+    std::fs::copy(fx.join("golden.safetensors"), &input).unwrap();
+    let case = format!(
+        "[[case]]\nname = \"interp\"\nengine = \"interp\"\ncheckpoint = \"{0}/model.safetensors\"\nconfig = \"{0}/meta.json\"\ninput = \"input.safetensors\"\n",
+        fx.display()
+    );
+    let suite = t.join("suite.toml");
+    std::fs::write(&suite, &case).unwrap();
+    let (o, out, err) = golden(&["record"], &suite);
+    assert!(o.status.success(), "{out}{err}");
+    // The same input, brightened by 1e-3: the output moves.
+    weights::copy_with_change(&fx.join("golden.safetensors"), &input, "input", |v| {
+        v.iter_mut().for_each(|x| *x = (*x + 1e-3).min(1.0))
+    });
+    let (o, out, err) = golden(&["check"], &suite);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(out.contains("output.sha256"), "{out}");
+    std::fs::write(
+        &suite,
+        format!("{case}[case.tolerance]\noutput_hash = false\noutput_abs = 1.0\nspikes_rel = 1.0\nops_rel = 1.0\n"),
+    )
+    .unwrap();
+    let (o, out, err) = golden(&["check"], &suite);
+    assert!(o.status.success(), "loosened in the suite, not re-recorded: {out}{err}");
+}

@@ -46,7 +46,8 @@ fn every_fixture_verifies_from_pt_and_safetensors() {
             // On the fixture inputs the artifact is spike-exact and within 1e-4.
             assert!(out.contains("every module equal"), "{out}");
             assert!(out.contains("tolerance 1e-4, spike-exact"), "{out}");
-            assert!(out.trim_end().ends_with("PASS"), "{out}");
+            assert!(out.contains("spikes: every LIF module's spike tensor equals the reference's"), "{out}");
+            assert!(out.trim_end().ends_with("verdict: pass"), "{out}");
         }
     }
 }
@@ -76,6 +77,7 @@ fn builtin_image_and_f16_verify_with_a_json_report() {
         let j: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
         assert_eq!(j["pass"], true);
+        assert_ne!(j["verdict"], "mismatch", "{out}");
         assert_eq!(j["precision"], precision);
         assert!(j["comparison"]["spikes"].as_array().unwrap().len() > 10);
     }
@@ -118,9 +120,10 @@ fn one_changed_weight_fails_with_a_readable_diff() {
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}{err}");
     assert!(
-        err.starts_with("error: verification FAILED (1 check(s)): output max abs diff 1.000e-2 > 1e-4 although every spike count is equal"),
+        err.starts_with("error: verification FAILED (mismatch): output max abs diff 1.000e-2 > 1e-4 although every spike count is equal"),
         "{err}"
     );
+    assert!(out.contains("verdict: mismatch"), "{out}");
     assert!(out.contains("every module equal"), "{out}");
     let tail: String = out
         .lines()
@@ -140,12 +143,13 @@ fn one_changed_weight_fails_with_a_readable_diff() {
     );
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{out}{err}");
-    assert!(err.contains("verification FAILED"), "{err}");
+    assert!(err.contains("verification FAILED (mismatch)"), "{err}");
     assert!(out.contains("<-- FAIL"), "{out}");
     assert!(
-        out.contains("spikes of `encoder_level1.0.residual.3`"),
+        out.contains("first divergence:") && out.contains("of encoder_level1.0.residual.3"),
         "the first LIF after the changed conv is named: {out}"
     );
+    assert!(out.contains("beyond the flip bound: not an accumulation-order flip"), "{out}");
 }
 
 #[test]

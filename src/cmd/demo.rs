@@ -19,28 +19,13 @@ use spikerc_compiler::passes::Precision;
 use spikerc_models::eval::metrics::{psnr, quantize_u8};
 use spikerc_models::eval::noise::{add_gaussian, image_seed};
 use spikerc_models::{Checkpoint, HyperParams};
-use spikerc_runtime::{Program, RunOptions, RunResult};
+use spikerc_check::{engine, Event, RunOutput, Simulator};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::io::{read_input, write_atomic, write_output};
 
-/// The built-in test image: a 128x96 crop of Kodak `kodim23` (parrots), shipped in `assets/`.
-pub const BUILTIN_IMAGE: &[u8] = include_bytes!("../../assets/kodim23-crop-128x96.png");
-pub const BUILTIN_NAME: &str = "built-in kodim23 crop 128x96";
-
-/// Decodes the built-in test image to `[1, 3, H, W]` in [0, 1].
-pub fn builtin_image() -> anyhow::Result<Array> {
-    let img = image::load_from_memory(BUILTIN_IMAGE)?.to_rgb32f();
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let mut data = vec![0f32; 3 * h * w];
-    for (x, y, p) in img.enumerate_pixels() {
-        for c in 0..3 {
-            data[c * h * w + y as usize * w + x as usize] = p[c];
-        }
-    }
-    Ok(Array::new(vec![1, 3, h, w], data))
-}
+pub use spikerc_check::assets::{builtin_image, BUILTIN_NAME};
 
 /// The shipped trained model, relative to the repository.
 pub const SHIPPED_MODEL: &str = "models/trained/denoise-l3-d8";
@@ -117,15 +102,10 @@ fn training_sigma(meta: &Value) -> Option<f32> {
         .map(|s| s as f32)
 }
 
-fn run(program: &Program, x: &Array) -> anyhow::Result<(RunResult, f64)> {
+fn run(art: &spikerc_compiler::Artifact, x: &Array) -> anyhow::Result<(RunOutput, f64)> {
+    let e = Event::new(&art.graph, 0);
     let t = Instant::now();
-    let r = program.run(
-        x,
-        &RunOptions {
-            threads: 0,
-            profile: false,
-        },
-    )?;
+    let r = engine::run(&e, x, None, &engine::nothing)?;
     Ok((r, t.elapsed().as_secs_f64()))
 }
 
@@ -172,10 +152,10 @@ pub fn main(a: Args) -> anyhow::Result<()> {
 
     let (h, w) = (noisy.shape[2], noisy.shape[3]);
     let padded = noisy.pad_reflect_to_multiple(art16.graph.spatial_divisor());
-    let (r16, t16) = run(&Program::new(&art16.graph), &padded)?;
-    let (r32, t32) = run(&Program::new(&art32.graph), &padded)?;
-    let out16 = r16.outputs[0].crop(h, w);
-    let out32 = r32.outputs[0].crop(h, w);
+    let (r16, t16) = run(&art16, &noisy)?;
+    let (r32, t32) = run(&art32, &noisy)?;
+    let out16 = r16.output()?.clone();
+    let out32 = r32.output()?.clone();
     let ops = r16.total_ops();
     let neurons: u64 = r16
         .ops
@@ -279,29 +259,13 @@ pub fn main(a: Args) -> anyhow::Result<()> {
 
 /// Deploys `art` on `target` (`lynxi`, `lynxi:PRESET` or `lynxi:FILE.toml`) for the padded
 /// input's size, writes the deployment to `dir`, reads it back and simulates it.
-pub fn simulate(
+fn simulate(
     art: &spikerc_compiler::Artifact,
     target: &str,
     padded: &Array,
     dir: &Path,
 ) -> anyhow::Result<spikerc_targets::Simulation> {
-    let spec = spikerc_targets::TargetSpec::parse(target).map_err(anyhow::Error::msg)?;
-    let (machine, label) = spec.load()?;
-    let dep = spikerc_targets::lynxi::compile(
-        art,
-        &machine,
-        &spikerc_targets::lynxi::Options {
-            input_size: [padded.shape[2], padded.shape[3]],
-            preset: label,
-        },
-    )?;
-    dep.write_dir(dir)?;
-    let loaded = spikerc_targets::load_dir(dir)?;
-    Ok(spikerc_targets::simulate(
-        &loaded,
-        padded,
-        &spikerc_targets::SimOptions { threads: 0 },
-    )?)
+    Simulator { artifact: art, target: target.into(), scratch: dir.into() }.simulate(padded)
 }
 
 /// The f16 artifact against the libtorch f32 reference on the same input.
@@ -312,23 +276,21 @@ fn reference_check(
     art: &spikerc_compiler::Artifact,
     input: &Array,
 ) -> anyhow::Result<Value> {
-    use super::verify::{compare, run_both, Tolerances};
-    use spikerc_models::torch::{tch, SpikerIr};
-    let (_vs, net) = SpikerIr::load(weights, hp, tch::Device::Cpu)?;
-    let (reference, out, spikes) = run_both(&net, art, input, super::run::Engine::Event)?;
+    use spikerc_check::compare::Tolerances;
+    use spikerc_check::verify::{verify, Options};
+    let ckpt = Checkpoint::load(weights)?;
+    let reference = spikerc_check::torch::Torch::new(&ckpt, hp)?;
     let tol = Tolerances::default_for(art.meta.precision);
-    let cmp = compare(
-        (&reference.output, &reference.spikes),
-        (&out, &spikes),
-        &tol,
-    );
+    let opts = Options { engine: spikerc_check::EngineKind::Event, wide: false, layerwise: false, tolerances: tol };
+    let v = verify(&reference, art, input, &opts)?;
+    let cmp = &v.comparison;
     let summary = format!(
         "f16 artifact vs PyTorch-equivalent f32 reference: PSNR {}, spike counts {:.3}% in agreement ({})",
         cmp.psnr.map_or("inf".into(), |v| format!("{v:.2} dB")),
-        super::verify::agreement(cmp.reference_total, cmp.artifact_total) * 100.0,
+        spikerc_check::verify::total_agreement(cmp) * 100.0,
         if cmp.failures.is_empty() { "PASS" } else { "FAIL" }
     );
-    Ok(json!({"summary": summary, "comparison": cmp, "tolerances": tol}))
+    Ok(json!({"summary": summary, "comparison": cmp, "tolerances": tol, "verdict": v.verdict}))
 }
 
 #[cfg(not(feature = "torch"))]

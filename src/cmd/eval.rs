@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use clap::{Args as ClapArgs, ValueEnum};
 use serde_json::json;
 use spikerc_compiler::passes::Precision;
-use spikerc_compiler::{interp, Artifact};
+use spikerc_compiler::Artifact;
 use spikerc_models::eval::{evaluate, Task};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -76,18 +76,6 @@ pub struct Args {
     pub quiet: bool,
 }
 
-enum Engine {
-    Interp(Box<Artifact>),
-    Runtime(Box<Artifact>, Box<spikerc_runtime::Program>),
-    #[cfg(feature = "torch")]
-    Torch(spikerc_models::eval::torch::TorchModel),
-}
-
-fn runtime(art: Artifact) -> Engine {
-    let prog = spikerc_runtime::Program::new(&art.graph);
-    Engine::Runtime(Box::new(art), Box::new(prog))
-}
-
 fn is_artifact(path: &std::path::Path) -> anyhow::Result<bool> {
     use std::io::Read;
     let mut head = [0u8; 8];
@@ -121,64 +109,52 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         cases.truncate(l);
     }
     let artifact = is_artifact(&a.model)?;
-    let engine = match (artifact, a.engine) {
+    use spikerc_check::{Engine, EngineKind};
+    let art: Option<Artifact> = match (artifact, a.engine) {
         (true, EvalEngine::Torch) => bail!(
             "{}: is a compiled artifact; --engine torch needs a checkpoint",
             a.model.display()
         ),
-        (true, EvalEngine::Interp) => Engine::Interp(Box::new(Artifact::load(&a.model)?)),
-        (true, _) => runtime(Artifact::load(&a.model)?),
-        #[cfg(feature = "torch")]
-        (false, EvalEngine::Auto | EvalEngine::Torch) => Engine::Torch(
-            spikerc_models::eval::torch::TorchModel::load(&a.model, &a.hyper.resolve()?)?,
-        ),
-        #[cfg(not(feature = "torch"))]
-        (false, EvalEngine::Torch) => {
-            bail!("--engine torch needs spikerc built with the `torch` feature")
-        }
-        (false, EvalEngine::Interp) => Engine::Interp(Box::new(
-            spikerc_models::compile_checkpoint(&a.model, &a.hyper.resolve()?, a.precision)?,
-        )),
-        (false, _) => runtime(spikerc_models::compile_checkpoint(
+        (true, _) => Some(Artifact::load(&a.model)?),
+        (false, EvalEngine::Auto | EvalEngine::Torch) => None,
+        (false, _) => Some(spikerc_models::compile_checkpoint(
             &a.model,
             &a.hyper.resolve()?,
             a.precision,
         )?),
     };
-    let (engine_name, precision, divisor) = match &engine {
-        Engine::Interp(art) => (
-            "interp",
-            art.meta.precision.to_string(),
-            art.graph.spatial_divisor(),
-        ),
-        Engine::Runtime(art, _) => (
-            "runtime",
-            art.meta.precision.to_string(),
-            art.graph.spatial_divisor(),
-        ),
+    let engine: Box<dyn Engine> = match &art {
+        Some(art) => {
+            let kind = if a.engine == EvalEngine::Interp { EngineKind::Interp } else { EngineKind::Event };
+            spikerc_check::engine::artifact_engine(kind, art, a.threads, false, None, None)?
+        }
         #[cfg(feature = "torch")]
-        Engine::Torch(m) => ("torch", "f32".to_string(), m.spatial_divisor()),
+        None => Box::new(spikerc_check::torch::Torch::new(
+            &spikerc_models::Checkpoint::load(&a.model)?,
+            &a.hyper.resolve()?,
+        )?),
+        #[cfg(not(feature = "torch"))]
+        None => bail!("--engine torch needs spikerc built with the `torch` feature"),
+    };
+    let (engine_name, precision, divisor) = match &art {
+        Some(art) => (
+            if a.engine == EvalEngine::Interp { "interp" } else { "runtime" },
+            art.meta.precision.to_string(),
+            art.graph.spatial_divisor(),
+        ),
+        None => ("torch", "f32".to_string(), engine.divisor()),
     };
     let t0 = Instant::now();
     let quiet = a.quiet;
-    let opts = spikerc_runtime::RunOptions {
-        threads: a.threads,
-        profile: false,
-    };
     let report = evaluate(
         task,
         &cases,
         divisor,
-        |x| match &engine {
-            Engine::Interp(art) => interp::run(&art.graph, x)
-                .map(|mut e| e.outputs.swap_remove(0))
-                .map_err(|e| e.to_string()),
-            Engine::Runtime(_, prog) => prog
-                .run(x, &opts)
+        |x| {
+            engine
+                .run_padded(x, &spikerc_check::engine::nothing)
                 .map(|mut r| r.outputs.swap_remove(0))
-                .map_err(|e| e.to_string()),
-            #[cfg(feature = "torch")]
-            Engine::Torch(m) => m.restore(x),
+                .map_err(|e| format!("{e:#}"))
         },
         |i, s| {
             if !quiet {

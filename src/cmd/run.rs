@@ -9,7 +9,8 @@
 use anyhow::{bail, Context};
 use clap::{Args as ClapArgs, ValueEnum};
 use serde_json::{json, Value};
-use spikerc_compiler::interp::{self, Array};
+use spikerc_check::engine::{self, artifact_engine, EngineKind};
+use spikerc_compiler::interp::Array;
 use spikerc_compiler::Artifact;
 use spikerc_runtime::{max_threads, tile, OpCounts, Program, RunOptions, RunResult, RuntimeError};
 use std::collections::BTreeMap;
@@ -39,6 +40,10 @@ pub struct Args {
     pub output: PathBuf,
     #[arg(long, value_enum, default_value = "event")]
     pub engine: Engine,
+    /// Accumulate convolutions in f64 (interpreter only): for judging against a float64
+    /// reference, not the deployed arithmetic.
+    #[arg(long)]
+    pub wide: bool,
     /// Worker threads of the event engine (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -87,22 +92,14 @@ fn run_one(
             Ok(tile::run_planned(p, input, &plan, &opts).map_err(|e| flag_error(a, e))?)
         }
         _ => {
-            let (h, w) = (
-                input.shape.get(2).copied().unwrap_or(0),
-                input.shape.get(3).copied().unwrap_or(0),
-            );
-            let padded = input.pad_reflect_to_multiple(art.graph.spatial_divisor());
-            let exec = interp::run(&art.graph, &padded)?;
-            let mut ops: BTreeMap<String, OpCounts> = BTreeMap::new();
-            for (m, s) in &exec.spikes {
-                let c = ops.entry(m.clone()).or_default();
-                c.spikes_out = *s;
-                c.neuron_updates = exec.neurons[m];
-            }
+            // The interpreter through the engine library (pad, run, crop written once; it
+            // counts ops by the runtime's definitions).
+            let engine = artifact_engine(EngineKind::Interp, art, 1, a.wide, None, None)?;
+            let r = engine::run(engine.as_ref(), input, None, &engine::nothing)?;
             Ok(RunResult {
-                outputs: exec.outputs.iter().map(|o| o.crop(h, w)).collect(),
-                spikes: exec.spikes,
-                ops,
+                outputs: r.outputs,
+                spikes: r.spikes,
+                ops: r.ops,
                 timeline: vec![],
             })
         }
@@ -150,6 +147,9 @@ fn ops_json(ops: &BTreeMap<String, OpCounts>) -> Value {
 pub fn main(a: Args) -> anyhow::Result<()> {
     if a.engine == Engine::Interp && a.tile.is_some() {
         bail!("--tile needs the event engine (drop --engine interp)");
+    }
+    if a.wide && a.engine != Engine::Interp {
+        bail!("--wide (f64 accumulation) needs the interpreter (--engine interp)");
     }
     if a.threads > max_threads() {
         bail!(
@@ -199,6 +199,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     if let Some(p) = &a.stats {
         let s = json!({
             "engine": format!("{:?}", a.engine).to_lowercase(),
+            "wide": a.wide,
             "threads": spikerc_runtime::threads_used(a.threads),
             "simd": program.as_ref().map(|p| p.level().name()),
             "input_shapes": shapes,

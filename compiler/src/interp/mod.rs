@@ -136,6 +136,18 @@ pub fn run_with(
     opts: Options,
     mut observe: impl FnMut(NodeId, &Array),
 ) -> Result<Execution, InterpError> {
+    run_intercepted(g, input, opts, |id, a| observe(id, a))
+}
+
+/// Runs the graph, letting `intercept(node, value)` see and replace every value before its
+/// users read it (teacher-forced checks feed a reference's values into the graph). A
+/// replacement must keep the value's shape; spike counts are taken before interception.
+pub fn run_intercepted(
+    g: &Verified,
+    input: &Array,
+    opts: Options,
+    mut observe: impl FnMut(NodeId, &mut Array),
+) -> Result<Execution, InterpError> {
     let (n, h, w) = check_input(g, input)?;
     let order = g.topo_order().expect("verified graphs are acyclic");
     // Remaining users per node, so values are dropped as soon as they are dead.
@@ -157,7 +169,7 @@ pub fn run_with(
             .shape
             .resolve(n, h, w)
             .expect("checked divisibility");
-        let out = match &node.op {
+        let mut out = match &node.op {
             Op::Input { .. } => input.clone(),
             Op::Output => args[0].clone(),
             Op::RepeatTime { steps } => {
@@ -197,7 +209,8 @@ pub fn run_with(
             }
         };
         debug_assert_eq!(out.shape, out_shape, "{} produced a wrong shape", node.name);
-        observe(id, &out);
+        observe(id, &mut out);
+        assert_eq!(out.shape, out_shape, "{}: an interceptor changed the shape", node.name);
         for i in ins {
             remaining[i.index()] -= 1;
             if remaining[i.index()] == 0 {

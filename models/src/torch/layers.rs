@@ -156,10 +156,35 @@ pub struct LifStat {
     pub neurons: u64,
 }
 
-/// Forward-pass state: the spike statistics collected so far.
-#[derive(Debug, Default)]
-pub(crate) struct Trace {
+/// One LIF layer's tensors in a forward pass (recorded for the modules a caller observes).
+#[derive(Debug)]
+pub struct LifTensors {
+    /// Module path.
+    pub name: String,
+    /// The input current `X`, `[T, ...]`.
+    pub input: Tensor,
+    /// The membrane potential before the threshold, `H`, `[T, ...]`.
+    pub membrane: Tensor,
+    /// The spikes `S`, `[T, ...]`.
+    pub spikes: Tensor,
+}
+
+/// Forward-pass state: the spike statistics collected so far, and the tensors of the LIF
+/// modules `observe` selects.
+#[derive(Default)]
+pub(crate) struct Trace<'a> {
     pub stats: Vec<LifStat>,
+    pub observe: Option<&'a dyn Fn(&str) -> bool>,
+    pub observed: Vec<LifTensors>,
+}
+
+impl std::fmt::Debug for Trace<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trace")
+            .field("stats", &self.stats)
+            .field("observed", &self.observed)
+            .finish()
+    }
 }
 
 /// Surrogate gradient steepness (sigmoid surrogate, `alpha = 4`).
@@ -195,7 +220,7 @@ impl Lif {
     /// `alpha * sig(alpha u) * (1 - sig(alpha u))`, `u = H - v_threshold`, via
     /// `heaviside(u) + (sig(alpha u) - sig(alpha u).detach())`. The reset is not detached
     /// (SpikingJelly's `detach_reset=False`).
-    pub(crate) fn forward(&self, x: &Tensor, trace: &mut Trace) -> Tensor {
+    pub(crate) fn forward(&self, x: &Tensor, trace: &mut Trace<'_>) -> Tensor {
         if self.neuron == Neuron::Relu {
             return x.relu();
         }
@@ -204,6 +229,8 @@ impl Lif {
         let grad = x.requires_grad();
         let mut v: Option<Tensor> = None;
         let mut out = Vec::with_capacity(steps as usize);
+        let keep = trace.observe.is_some_and(|f| f(&self.name));
+        let mut membranes = Vec::new();
         for t in 0..steps {
             let xt = x.get(t);
             // Same expressions (and f32 rounding order) as the interpreter.
@@ -224,6 +251,9 @@ impl Lif {
                     }
                 }
             };
+            if keep {
+                membranes.push(h.detach().shallow_clone());
+            }
             let u = &h - self.v_threshold;
             let heav = h.ge(self.v_threshold).to_kind(h.kind());
             let s = if grad {
@@ -240,6 +270,14 @@ impl Lif {
             out.push(s);
         }
         let s = Tensor::stack(&out, 0);
+        if keep {
+            trace.observed.push(LifTensors {
+                name: self.name.clone(),
+                input: x.detach().shallow_clone(),
+                membrane: Tensor::stack(&membranes, 0),
+                spikes: s.detach().shallow_clone(),
+            });
+        }
         trace.stats.push(LifStat {
             name: self.name.clone(),
             spikes: s.detach().sum(Kind::Double),
@@ -274,7 +312,7 @@ impl LifConvBn {
         }
     }
 
-    pub(crate) fn forward_t(&self, x: &Tensor, train: bool, trace: &mut Trace) -> Tensor {
+    pub(crate) fn forward_t(&self, x: &Tensor, train: bool, trace: &mut Trace<'_>) -> Tensor {
         let s = self.lif.forward(x, trace);
         self.bn.forward_t(&self.conv.forward_seq(&s), train)
     }
@@ -377,7 +415,7 @@ impl Block {
         }
     }
 
-    pub(crate) fn forward_t(&self, x: &Tensor, train: bool, trace: &mut Trace) -> Tensor {
+    pub(crate) fn forward_t(&self, x: &Tensor, train: bool, trace: &mut Trace<'_>) -> Tensor {
         let r = self.res0.forward(x, trace);
         let r = self.res2.forward_t(&self.res1.forward_seq(&r), train);
         let r = self.res3.forward(&r, trace);

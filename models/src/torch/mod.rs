@@ -24,7 +24,7 @@ pub use layers::{
     Attention, Block, Bn, Conv, Lif, LifConvBn, LifStat, Neuron, Refinement, SURROGATE_ALPHA,
 };
 pub use ptzip::check_zip_integrity;
-pub use reference::ReferenceRun;
+pub use reference::{LifObservation, ReferenceRun};
 pub use state::{export_safetensors, load_checkpoint, state_dict, to_checkpoint};
 /// The `tch` this module is built on, for callers that need its types without depending on it.
 pub use tch;
@@ -297,7 +297,33 @@ impl SpikerIr {
 
     /// One forward pass with everything it can report.
     pub fn forward_full(&self, x: &Tensor, train: bool) -> Forward {
-        let mut trace = Trace::default();
+        self.forward_traced(x, train, Trace::default()).0
+    }
+
+    /// A forward pass that also records input, membrane and spikes of every LIF module
+    /// `observe` accepts.
+    pub fn forward_observed(
+        &self,
+        x: &Tensor,
+        train: bool,
+        observe: &dyn Fn(&str) -> bool,
+    ) -> (Forward, Vec<layers::LifTensors>) {
+        self.forward_traced(
+            x,
+            train,
+            Trace {
+                observe: Some(observe),
+                ..Trace::default()
+            },
+        )
+    }
+
+    fn forward_traced(
+        &self,
+        x: &Tensor,
+        train: bool,
+        mut trace: Trace<'_>,
+    ) -> (Forward, Vec<layers::LifTensors>) {
         let steps = self.hp.time_steps as i64;
         let img = x.to_kind(Kind::Float);
         let rep = img.unsqueeze(0).expand([steps, -1, -1, -1, -1], false);
@@ -337,11 +363,14 @@ impl SpikerIr {
         let m = h.mean_dim(0, false, Kind::Float);
         let r = self.refinement.forward(&m);
         let output = self.output.forward(&r) + &img;
-        Forward {
-            output,
-            features,
-            lif: trace.stats,
-        }
+        (
+            Forward {
+                output,
+                features,
+                lif: trace.stats,
+            },
+            trace.observed,
+        )
     }
 }
 

@@ -34,26 +34,59 @@ fn to_array(t: &Tensor) -> Result<Array, String> {
     Ok(Array::new(shape, data))
 }
 
+/// One LIF module's tensors in a reference run, `[T, N, C, H, W]` each.
+#[derive(Clone, Debug)]
+pub struct LifObservation {
+    /// The input current `X`.
+    pub input: Array,
+    /// The membrane potential before the threshold, `H`.
+    pub membrane: Array,
+    /// The spikes (0 or 1).
+    pub spikes: Array,
+}
+
 impl SpikerIr {
     /// Runs the network in eval mode without autograd on `input` (`[N, C, H, W]`, sides
     /// divisible by [`SpikerIr::spatial_divisor`]) on the device of its parameters.
     pub fn run_reference(&self, input: &Array) -> Result<ReferenceRun, String> {
+        Ok(self.run_reference_observed(input, &|_| false)?.0)
+    }
+
+    /// [`SpikerIr::run_reference`], also returning input, membrane and spikes of every LIF
+    /// module `observe` accepts.
+    pub fn run_reference_observed(
+        &self,
+        input: &Array,
+        observe: &dyn Fn(&str) -> bool,
+    ) -> Result<(ReferenceRun, BTreeMap<String, LifObservation>), String> {
         let shape: Vec<i64> = input.shape.iter().map(|&d| d as i64).collect();
         let device = self.patch_embed.weight.device();
         let x = Tensor::from_slice(&input.data)
             .reshape(shape.as_slice())
             .to_device(device);
         self.check_input(&x)?;
-        let f = tch::no_grad(|| self.forward_full(&x, false));
+        let (f, lifs) = tch::no_grad(|| self.forward_observed(&x, false, observe));
+        let mut observed = BTreeMap::new();
+        for l in &lifs {
+            observed.insert(
+                l.name.clone(),
+                LifObservation {
+                    input: to_array(&l.input)?,
+                    membrane: to_array(&l.membrane)?,
+                    spikes: to_array(&l.spikes)?,
+                },
+            );
+        }
         let mut features = BTreeMap::new();
         for (k, t) in &f.features {
             features.insert(k.clone(), to_array(t)?);
         }
-        Ok(ReferenceRun {
+        let run = ReferenceRun {
             output: to_array(&f.output)?,
             features,
             spikes: f.spike_counts(),
             neurons: f.neuron_counts(),
-        })
+        };
+        Ok((run, observed))
     }
 }
