@@ -38,7 +38,6 @@ __all__ = [
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-_ZIP_MAGIC = b"PK\x03\x04"
 
 
 def _to_numpy(key: str, value: Any) -> np.ndarray:
@@ -54,26 +53,6 @@ def _to_numpy(key: str, value: Any) -> np.ndarray:
         return np.asarray(value)
     except Exception as e:  # noqa: BLE001 - any conversion failure is a bad value
         raise SpikercError(f"key `{key}`: cannot convert a {type(value).__name__} to an array: {e}") from None
-
-
-def _torch_state_dict(path: str) -> dict:
-    """Reads a `torch.save` state_dict through the Python `torch` package (libtorch)."""
-    try:
-        import torch  # noqa: PLC0415 - optional dependency
-    except ImportError:
-        raise SpikercError(
-            f"{path}: PyTorch .pt checkpoints need libtorch, which comes with the `torch` package: "
-            "`pip install torch` in this environment (the CPU wheel is enough), "
-            "or convert the checkpoint to .safetensors"
-        ) from None
-    try:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SpikercError(f"{path}: not a readable checkpoint (PyTorch zip): {first}") from None
-    if not isinstance(sd, Mapping):
-        raise SpikercError(f"{path}: expected a state_dict (a dict of tensors), found {type(sd).__name__}")
-    return dict(sd)
 
 
 def compile(  # noqa: A001 - the toolchain's verb
@@ -92,8 +71,9 @@ def compile(  # noqa: A001 - the toolchain's verb
 ) -> Artifact:
     """Compiles a SpikerIR checkpoint into an :class:`Artifact` (as ``spikerc compile``).
 
-    ``weights``: a ``.safetensors`` or PyTorch ``.pt`` file (``.pt`` needs the ``torch``
-    package), or a state_dict ``{key: array}`` (numpy arrays or torch tensors). The
+    ``weights``: a ``.safetensors`` or PyTorch ``.pt`` file (``torch.save``, read in Rust: no
+    ``torch`` package needed; training checkpoints around a state_dict are unwrapped), or a
+    state_dict ``{key: array}`` (numpy arrays or torch tensors). The
     architecture is inferred from the keys and shapes. Hyperparameters: ``config`` (a
     ``meta.json``) then the keyword overrides, else ESDNet's defaults (T = 4, v_threshold 0.15,
     tau 2, hard reset to 0). ``precision``: ``"f32"`` or ``"f16"``. ``winograd=False`` computes
@@ -115,15 +95,7 @@ def compile(  # noqa: A001 - the toolchain's verb
         tensors = {k: _to_numpy(str(k), v) for k, v in weights.items()}
         return _spikerc.compile(tensors, source=source, **hyper)
     if isinstance(weights, (str, os.PathLike)):
-        path = os.fspath(weights)
-        head = b""
-        if os.path.isfile(path):
-            with open(path, "rb") as f:
-                head = f.read(4)
-        if head == _ZIP_MAGIC:
-            tensors = {k: _to_numpy(k, v) for k, v in _torch_state_dict(path).items()}
-            return _spikerc.compile(tensors, source=source or os.path.basename(path), **hyper)
-        return _spikerc.compile(path, source=source, **hyper)
+        return _spikerc.compile(os.fspath(weights), source=source, **hyper)
     raise SpikercError(
         f"weights: expected a checkpoint path or a dict of arrays, found {type(weights).__name__}"
     )
