@@ -2,12 +2,12 @@
 # Bounded libFuzzer runs of every fuzz target (fuzz/fuzz_targets) where a nightly toolchain
 # is installed; says so in one line where it is not. The stable replay of the same harness
 # (corpora + generated mutations) runs in `cargo test` regardless (tests/fuzz_replay.rs).
-# FUZZ_SECONDS per target (default 20). Built without a sanitizer (release + debug assertions)
+# FUZZ_SECONDS per target (default 15). Built without a sanitizer (release + debug assertions)
 # to bound CI time; the unsafe kernels get AddressSanitizer in scripts/memcheck.sh when asked
 # (MEMCHECK_ASAN=1) and valgrind always. cargo-fuzz is installed into target/tools when absent.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-secs="${FUZZ_SECONDS:-20}"
+secs="${FUZZ_SECONDS:-15}"
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
   echo "fuzz.sh: no nightly toolchain on this machine: libFuzzer runs skipped (the stable replay in cargo test still ran every decoder)"
   exit 0
