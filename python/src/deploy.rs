@@ -46,8 +46,12 @@ impl Deployment {
     /// From a freshly mapped deployment.
     pub fn from_compiled(dep: CoreDeployment) -> PyResult<Deployment> {
         let artifact = CoreArtifact::from_bytes(&dep.artifact, "model.spk").map_err(err)?;
+        // The manifest as it reads back from its JSON (the form a saved deployment has), so an
+        // in-memory deployment simulates exactly like the same deployment loaded from disk.
+        let manifest = serde_json::from_str(&dep.manifest_json())
+            .map_err(err)?;
         let loaded = Loaded {
-            manifest: dep.manifest.clone(),
+            manifest,
             artifact,
             weights: dep.weights.clone(),
             routes: dep.routes.clone(),
