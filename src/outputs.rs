@@ -46,14 +46,8 @@ fn parent_of(p: &Path) -> &Path {
 
 /// The temporary sibling a destination is staged in.
 fn temp_for(dest: &Path) -> anyhow::Result<PathBuf> {
-    let name = dest
-        .file_name()
-        .with_context(|| format!("{}: output path has no file name", dest.display()))?;
-    Ok(parent_of(dest).join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    )))
+    spikerc_models::files::temp_path(dest)
+        .with_context(|| format!("{}: output path has no file name", dest.display()))
 }
 
 /// The inputs and destinations of one command; see the module docs.

@@ -200,3 +200,45 @@ impl HyperParams {
         Ok(())
     }
 }
+
+/// Hyperparameters given beside a config file (CLI flags, Python keywords): each one that is
+/// set overrides the config's value. The one place both front ends resolve them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Overrides {
+    pub time_steps: Option<usize>,
+    pub v_threshold: Option<f32>,
+    pub tau: Option<f32>,
+    pub v_reset: Option<f32>,
+    /// Soft reset (`v_reset = None`); wins over `v_reset`.
+    pub soft_reset: bool,
+    pub decay_input: Option<bool>,
+}
+
+impl Overrides {
+    /// The config file's hyperparameters (or the defaults) with these overrides applied.
+    pub fn resolve(&self, config: Option<&Path>) -> Result<HyperParams, ImportError> {
+        let mut hp = match config {
+            Some(p) => HyperParams::from_file(p)?,
+            None => HyperParams::default(),
+        };
+        if let Some(t) = self.time_steps {
+            hp.time_steps = t;
+        }
+        if let Some(v) = self.v_threshold {
+            hp.v_threshold = v;
+        }
+        if let Some(v) = self.tau {
+            hp.tau = v;
+        }
+        if let Some(v) = self.v_reset {
+            hp.v_reset = Some(v);
+        }
+        if self.soft_reset {
+            hp.v_reset = None;
+        }
+        if let Some(d) = self.decay_input {
+            hp.decay_input = d;
+        }
+        Ok(hp)
+    }
+}

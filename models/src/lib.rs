@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod eval;
 mod error;
+pub mod files;
 pub mod input;
 pub mod ptzip;
 pub mod spikerir;

@@ -12,25 +12,9 @@ use crate::artifact::Artifact;
 use crate::convert::{array_to_numpy, numpy_to_input, to_python};
 use crate::{err, fail};
 
-/// Writes `bytes` to `path` through a temporary sibling file and a rename, so a failure never
-/// leaves a partial file.
+/// Writes a result file atomically (the library's temporary-sibling-and-rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name().context("the path has no file name")?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })?;
-    Ok(())
+    Ok(spikerc_models::files::write_atomic(path, bytes)?)
 }
 
 /// A deployment: what `spikerc compile --target ...` writes as a directory.

@@ -63,29 +63,16 @@ impl Hyper {
                 "v_reset and soft_reset=True contradict each other (soft reset has no reset potential)",
             ));
         }
-        let mut hp = match &self.config {
-            Some(p) => HyperParams::from_file(p).map_err(err)?,
-            None => HyperParams::default(),
-        };
-        if let Some(t) = self.time_steps {
-            hp.time_steps = t;
+        spikerc_models::config::Overrides {
+            time_steps: self.time_steps,
+            v_threshold: self.v_threshold,
+            tau: self.tau,
+            v_reset: self.v_reset,
+            soft_reset: self.soft_reset,
+            decay_input: self.decay_input,
         }
-        if let Some(v) = self.v_threshold {
-            hp.v_threshold = v;
-        }
-        if let Some(v) = self.tau {
-            hp.tau = v;
-        }
-        if let Some(v) = self.v_reset {
-            hp.v_reset = Some(v);
-        }
-        if self.soft_reset {
-            hp.v_reset = None;
-        }
-        if let Some(d) = self.decay_input {
-            hp.decay_input = d;
-        }
-        Ok(hp)
+        .resolve(self.config.as_deref())
+        .map_err(err)
     }
 }
 

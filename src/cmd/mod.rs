@@ -47,28 +47,14 @@ pub struct HyperOpts {
 
 impl HyperOpts {
     pub fn resolve(&self) -> anyhow::Result<HyperParams> {
-        let mut hp = match &self.config {
-            Some(p) => HyperParams::from_file(p)?,
-            None => HyperParams::default(),
+        let overrides = spikerc_models::config::Overrides {
+            time_steps: self.time_steps,
+            v_threshold: self.v_threshold,
+            tau: self.tau,
+            v_reset: self.v_reset,
+            soft_reset: self.soft_reset,
+            decay_input: self.decay_input.then_some(true),
         };
-        if let Some(t) = self.time_steps {
-            hp.time_steps = t;
-        }
-        if let Some(v) = self.v_threshold {
-            hp.v_threshold = v;
-        }
-        if let Some(v) = self.tau {
-            hp.tau = v;
-        }
-        if let Some(v) = self.v_reset {
-            hp.v_reset = Some(v);
-        }
-        if self.soft_reset {
-            hp.v_reset = None;
-        }
-        if self.decay_input {
-            hp.decay_input = true;
-        }
-        Ok(hp)
+        Ok(overrides.resolve(self.config.as_deref())?)
     }
 }
