@@ -12,9 +12,12 @@
 //!   [`crate::winograd`] instead ([`MacConv`] dispatches on the op's algorithm).
 //! * **AC path** ([`SpikeConv`]): the gather kernel ([`crate::gather`]) adds, for every output
 //!   pixel, the weight vectors of its active inputs in the canonical order. With f16 weights
-//!   the accumulator is i64 fixed point with 24 fraction bits: every f16 is an integer
+//!   the accumulator is integer fixed point with 24 fraction bits: every f16 is an integer
 //!   multiple of 2^-24, so the sum is exact, order-free and equal to the interpreter's f64 sum;
-//!   it is rounded once to f32 before the f32 bias is added.
+//!   it is rounded once to f32 before the f32 bias is added. The integers are i32 (16 lanes
+//!   per zmm, as many as f32) when no output channel's sum of |weights| x 2^24 exceeds
+//!   `i32::MAX` — then no partial sum of any spike pattern can overflow ([`fits_i32`]) — and
+//!   i64 otherwise; both give the same exact integer, hence the same bits.
 //!
 //! Both kernels accumulate one output row channel-last in an aligned row buffer and transpose
 //! it into the `[co, oh, ow]` planes ([`via_row_buffer`]). Work is split over (plane, band of
@@ -35,8 +38,8 @@ pub const LANES: usize = 16;
 /// Scale of the f16 fixed-point accumulator (2^24: every f16 is a multiple of 2^-24).
 pub(crate) const FIX_SCALE: f64 = 16_777_216.0;
 
-/// An accumulator element of the kernels: f32 (f32 weights) or exact i64 fixed point (f16
-/// weights). Sealed to these two: all-zero bytes are a valid zero of both.
+/// An accumulator element of the kernels: f32 (f32 weights) or exact i32 / i64 fixed point
+/// (f16 weights). Sealed to these three: all-zero bytes are a valid zero of each.
 pub(crate) trait Acc:
     Copy + Default + Send + Sync + std::ops::AddAssign + sealed::Sealed + 'static
 {
@@ -75,12 +78,14 @@ pub(crate) trait Acc:
 mod sealed {
     pub trait Sealed {}
     impl Sealed for f32 {}
+    impl Sealed for i32 {}
     impl Sealed for i64 {}
 }
 
 thread_local! {
     /// Channel-last accumulators of one output row (`[ow][cp]`), reused across rows.
     static ROW_F32: RefCell<Lines<f32>> = RefCell::new(Lines::zeroed(0));
+    static ROW_I32: RefCell<Lines<i32>> = RefCell::new(Lines::zeroed(0));
     static ROW_I64: RefCell<Lines<i64>> = RefCell::new(Lines::zeroed(0));
 }
 
@@ -130,10 +135,17 @@ macro_rules! impl_acc {
 
 impl_acc!(f32, ROW_F32, pass512_f32, store_planes_f32, |x| x);
 impl_acc!(
+    i32,
+    ROW_I32,
+    pass512_i32,
+    store_planes_fixed,
+    |x| (x as f64 / FIX_SCALE) as f32
+);
+impl_acc!(
     i64,
     ROW_I64,
     pass512_i64,
-    store_planes_i64,
+    store_planes_fixed,
     |x| (x as f64 / FIX_SCALE) as f32
 );
 
@@ -150,9 +162,9 @@ fn store_planes_f32(
 }
 
 /// [`Acc::store_planes`] for fixed point: convert (one rounding), then add the bias.
-fn store_planes_i64(
+fn store_planes_fixed<T: Acc>(
     _: Level,
-    buf: &[i64],
+    buf: &[T],
     g: &Geometry,
     dst: &mut ChannelRows<'_>,
     bias: Option<&[f32]>,
@@ -532,8 +544,32 @@ impl MacConv {
 enum SpikeWeights {
     /// f32 weights.
     F32(Lines<f32>),
+    /// f16 weights as exact i32 fixed point (x 2^24), when [`fits_i32`].
+    Fixed32(Lines<i32>),
     /// f16 weights as exact i64 fixed point (x 2^24).
     Fixed(Lines<i64>),
+}
+
+/// The accumulator an event-driven convolution uses (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpikeAccumulator {
+    /// f32 weights, f32 sums in the canonical order.
+    F32,
+    /// f16 weights, exact sums in i32 fixed point.
+    FixedI32,
+    /// f16 weights, exact sums in i64 fixed point.
+    FixedI64,
+}
+
+/// Whether exact i32 accumulation of the fixed-point weights `fixed` (`[co, fan_in]` row-major,
+/// each `w x 2^24`) can never overflow: for every output channel, the sum of the magnitudes of
+/// all its weights — a bound on every partial sum of every spike pattern, since a spike
+/// adds each weight at most once — is at most `i32::MAX`.
+pub(crate) fn fits_i32(fixed: &[i64], co: usize) -> bool {
+    let fan_in = fixed.len() / co.max(1);
+    fixed.chunks(fan_in.max(1)).all(|row| {
+        row.iter().map(|w| w.unsigned_abs() as u128).sum::<u128>() <= i32::MAX as u128
+    })
 }
 
 /// A convolution on spike input (AC path).
@@ -550,7 +586,13 @@ impl SpikeConv {
         let weights = match &c.weight.data {
             TensorData::F16(v) => {
                 let fixed: Vec<i64> = v.iter().map(|x| (x.to_f64() * FIX_SCALE) as i64).collect();
-                SpikeWeights::Fixed(gather::layout(&geo, &fixed))
+                if fits_i32(&fixed, geo.co) {
+                    // In range by `fits_i32` (each |w| is at most the row sum).
+                    let narrow: Vec<i32> = fixed.iter().map(|&w| w as i32).collect();
+                    SpikeWeights::Fixed32(gather::layout(&geo, &narrow))
+                } else {
+                    SpikeWeights::Fixed(gather::layout(&geo, &fixed))
+                }
             }
             TensorData::F32(v) => SpikeWeights::F32(gather::layout(&geo, v)),
         };
@@ -563,7 +605,16 @@ impl SpikeConv {
 
     /// Whether this conv uses exact fixed-point accumulation (f16 weights).
     pub fn is_exact(&self) -> bool {
-        matches!(self.weights, SpikeWeights::Fixed(_))
+        self.accumulator() != SpikeAccumulator::F32
+    }
+
+    /// The accumulator this conv sums in.
+    pub fn accumulator(&self) -> SpikeAccumulator {
+        match self.weights {
+            SpikeWeights::F32(_) => SpikeAccumulator::F32,
+            SpikeWeights::Fixed32(_) => SpikeAccumulator::FixedI32,
+            SpikeWeights::Fixed(_) => SpikeAccumulator::FixedI64,
+        }
     }
 
     /// `x` is `[lead, ci, h, w]` of 0/1 spikes; writes `[lead, co, oh, ow]`: the spikes are
@@ -607,6 +658,7 @@ impl SpikeConv {
         let bias = self.bias.as_deref();
         par_output_rows(&mut out, lead, g, (oh, ow), |b, oy, dst| match &self.weights {
             SpikeWeights::F32(wt) => gather::row(level, g, wt, bias, masks, b, oy, dst),
+            SpikeWeights::Fixed32(wt) => gather::row(level, g, wt, bias, masks, b, oy, dst),
             SpikeWeights::Fixed(wt) => gather::row(level, g, wt, bias, masks, b, oy, dst),
         });
         (
@@ -637,6 +689,17 @@ mod tests {
     use super::*;
     use spikerc_compiler::interp::{conv2d, Array};
     use spikerc_compiler::Tensor;
+
+    /// The i32 bound is on the sum of magnitudes per output channel, inclusive at `i32::MAX`.
+    #[test]
+    fn i32_fixed_point_bound() {
+        let max = i32::MAX as i64;
+        assert!(fits_i32(&[max - 5, -5, 7, 1], 2));
+        assert!(!fits_i32(&[max - 5, -6, 7, 1], 2));
+        assert!(!fits_i32(&[1, 2, max, 1], 2));
+        assert!(fits_i32(&[-max, 0], 1));
+        assert!(fits_i32(&[], 3));
+    }
 
     /// Strides 1 and 2, 1x1 and 3x3, channel counts across word boundaries, several firing
     /// rates, f32 and f16 weights: the gather kernel gives the interpreter's bits at every
@@ -702,11 +765,19 @@ mod tests {
                         false,
                     );
                     let sc = SpikeConv::new(c);
+                    // Fan-in 45 and 6 with |w| <= 0.5 fit i32; fan-in 630 (mean |w| 0.25:
+                    // sum ~157 > 128 = 2^31 / 2^24) needs i64: both fixed-point paths run.
+                    let want = match (&c.weight.data, ci) {
+                        (TensorData::F32(_), _) => SpikeAccumulator::F32,
+                        (_, 70) => SpikeAccumulator::FixedI64,
+                        _ => SpikeAccumulator::FixedI32,
+                    };
+                    assert_eq!(sc.accumulator(), want, "ci {ci}");
                     for &level in &levels {
                         let (a, ca) = sc.run(&x, 2, (h, wd), (oh, ow), level);
                         let what = format!(
-                            "ci {ci} co {co} k {k} s {s} rate {rate} {level:?} exact {}",
-                            sc.is_exact()
+                            "ci {ci} co {co} k {k} s {s} rate {rate} {level:?} {:?}",
+                            sc.accumulator()
                         );
                         assert_eq!(bits(&a), bits(&oracle.data), "{what}");
                         assert_eq!(ca.ac, reached * co as u64, "{what}");

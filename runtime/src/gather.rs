@@ -8,8 +8,8 @@
 //! exactly in the canonical order kernel row -> kernel column -> input channel, so an f32 sum
 //! equals the interpreter's (skipped zero inputs add `w * 0 = 0` to an accumulator that started
 //! at `+0`, which changes nothing) — for every firing rate, with no dense fallback. With f16
-//! weights the accumulators are i64 fixed point ([`crate::conv::FIX_SCALE`]): exact, so equal
-//! to the interpreter's exact sum in any order.
+//! weights the accumulators are i32 or i64 fixed point ([`crate::conv::FIX_SCALE`], i32 when
+//! no partial sum can overflow it): exact, so equal to the interpreter's exact sum in any order.
 //!
 //! **Tap-outer blocking** makes it fast: the weight rows a pixel reads are random (whichever
 //! channels fired), so they must come from L1. A block of output pixels is swept tap by tap —
@@ -355,6 +355,15 @@ pass512!(
     _mm512_add_ps,
     _mm512_storeu_ps,
     _mm512_setzero_ps
+);
+pass512!(
+    pass512_i32,
+    i32,
+    __m512i,
+    _mm512_loadu_si512,
+    _mm512_add_epi32,
+    _mm512_storeu_si512,
+    _mm512_setzero_si512
 );
 pass512!(
     pass512_i64,

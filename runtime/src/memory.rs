@@ -11,6 +11,7 @@
 //! caller's input are not counted.
 
 use crate::buffers::PoolModel;
+use crate::conv::SpikeAccumulator;
 use crate::program::{Kernel, Program};
 use spikerc_compiler::interp::MEAN_LANES;
 use spikerc_compiler::ir::ReduceOp;
@@ -103,10 +104,14 @@ impl Program {
                         }
                         let ow = out[out.len() - 1];
                         let row = (ow * c.geo.cp) as u64;
-                        if c.is_exact() {
-                            scratch.row_i64 = scratch.row_i64.max(8 * row);
-                        } else {
-                            scratch.row_f32 = scratch.row_f32.max(4 * row);
+                        match c.accumulator() {
+                            SpikeAccumulator::FixedI64 => {
+                                scratch.row_i64 = scratch.row_i64.max(8 * row)
+                            }
+                            SpikeAccumulator::FixedI32 => {
+                                scratch.row_i32 = scratch.row_i32.max(4 * row)
+                            }
+                            SpikeAccumulator::F32 => scratch.row_f32 = scratch.row_f32.max(4 * row),
                         }
                         Some(Held::Pooled(tr.pool.take(len)))
                     }
@@ -165,7 +170,7 @@ impl Program {
         let threads = crate::program::threads_used(threads);
         // Bookkeeping: the result's per-module maps, the value table, argument lists.
         let book = (self.steps.len() as u64) * 512 + (g.id_bound() as u64) * 64 + (64 << 10);
-        let per_thread = scratch.row_f32 + scratch.row_i64 + scratch.winograd + scratch.lif;
+        let per_thread = scratch.row_f32 + scratch.row_i32 + scratch.row_i64 + scratch.winograd + scratch.lif;
         tr.peak
             .saturating_add(per_thread.saturating_mul(threads as u64))
             .saturating_add(book)
@@ -176,6 +181,7 @@ impl Program {
 #[derive(Default)]
 struct Scratch {
     row_f32: u64,
+    row_i32: u64,
     row_i64: u64,
     winograd: u64,
     lif: u64,
