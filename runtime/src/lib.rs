@@ -29,6 +29,7 @@ pub mod buffers;
 pub mod conv;
 pub mod disjoint;
 pub mod gather;
+pub mod host;
 mod memory;
 pub mod ops;
 mod program;

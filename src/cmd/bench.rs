@@ -125,6 +125,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         a.threads,
         p.level().name()
     );
+    println!("host         {}", spikerc_runtime::host::Host::detect());
     let (t_rt, res, cpu_rt) = time(a.iters, || run_rt(&p, &x, a.threads, false))?;
     let ops = res.total_ops();
     let conv_mac: u64 = art
