@@ -57,6 +57,5 @@ fn a_failing_case_is_localised_with_the_verdict_verify_gives() {
         let said = case.iter().find(|l| l.contains("artifact vs libtorch of the current checkpoint")).unwrap_or_else(|| panic!("{name}: no localisation in\n{}", lines.join("\n")));
         assert!(said.contains(&format!("verdict {} ", v.verdict.name())), "{name}: golden says `{said}`, verify says {}\n{}", v.verdict.name(), lines.join("\n"));
     }
-    eprintln!("{}", lines.join("\n"));
     let _ = std::fs::remove_dir_all(&tmp);
 }
