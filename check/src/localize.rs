@@ -57,7 +57,7 @@ pub struct ModuleDiff {
     /// Of those, how many follow an earlier difference of the same neuron (free run only):
     /// the two membranes were reset differently, so they are consequences, not judged.
     pub after_flip: usize,
-    /// The largest bound `E_H` of a judged neuron-step of the module.
+    /// The largest bound `E_H` among the module's judged differing neuron-steps.
     pub max_bound: f64,
     /// The first differing neurons (those beyond the bound first), at most [`MAX_NEURONS`].
     pub neurons: Vec<Neuron>,
