@@ -86,6 +86,32 @@ fn one_changed_weight_fails_naming_case_and_field() {
         .collect::<Vec<_>>()
         .join("\n");
     insta::assert_snapshot!("changed_weight_diff", event);
+    // The localisation judges the artifact of the changed checkpoint against libtorch of the
+    // same checkpoint, as `verify` does: both give the same verdict (regression: a neuron's
+    // steps after its own flip were judged against the reference's membrane, so golden
+    // called this valid artifact a mismatch).
+    let json = t.join("v.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_spikerc"))
+        .arg("verify")
+        .arg(t.join("model.safetensors"))
+        .arg("--config")
+        .arg(fx.join("meta.json"))
+        .arg("--input")
+        .arg(fx.join("golden.safetensors"))
+        .arg("--layerwise")
+        .arg("--json")
+        .arg(&json)
+        .env("SPIKERC_SHARED", common::shared_dir())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let verdict = v["verdict"].as_str().unwrap();
+    assert!(
+        event.contains(&format!("artifact vs libtorch of the current checkpoint: verdict {verdict} ")),
+        "verify says {verdict}:\n{}\ngolden:\n{event}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(verdict, "flip", "a valid artifact of the changed checkpoint");
 }
 
 #[test]

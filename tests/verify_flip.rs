@@ -110,9 +110,10 @@ fn an_accumulation_order_flip_is_a_flip_and_agrees_layerwise() {
         assert!(n[k].is_number(), "neuron field {k}: {fd}");
     }
     let (margin, bound) = (n["margin"].as_f64().unwrap(), n["bound"].as_f64().unwrap());
-    // The bound of a deep residual-stream module is loose (segment magnitudes through the
-    // attention gates, times the segments from the image): it must still hold the flip.
-    assert!(margin.abs() <= bound && bound < 0.1, "margin {margin:e}, bound {bound:e}");
+    // The free-run bound is carried from the image through every real-valued op (measured
+    // 1.9e-4 at this model's flip in up2_1.up.0, the attention means dominating): it holds
+    // the flip and is far below a real bug's margins (the changed weight below: 2.5e-2 and up).
+    assert!(margin.abs() <= bound && bound < 1e-3, "margin {margin:e}, bound {bound:e}");
     assert_eq!(j["layerwise"]["disagreeing"], serde_json::json!([]), "{out}");
     // Every LIF module of this seeded L4 model (one block per level: 25 LIF modules) is compared.
     assert_eq!(j["layerwise"]["checked"].as_u64().unwrap(), 25, "{}", j["layerwise"]);

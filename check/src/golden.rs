@@ -782,3 +782,6 @@ fn localise(suite: &Path, c: &CaseSpec, exp: &Record, got: &Record, read: ReadIn
     }
     v
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,16 +2,20 @@
 //!
 //! [`first_divergence`] walks the LIF modules in execution order, finds the first whose spike
 //! tensor differs from the reference's, and names its differing neurons `(t, n, c, y, x)`
-//! with the reference's membrane margin to threshold and the flip bound of [`crate::bound`].
+//! with the reference's membrane margin to threshold and the flip bound of [`crate::bound`],
+//! propagated through the artifact's free run from the image (every spike upstream of that
+//! module is equal, so only real-valued differences reach it). Per neuron only its first
+//! differing step is judged: after it the two membranes were reset differently.
 //! [`layerwise`] is the teacher-forced check: the artifact runs on the interpreter with every
 //! LIF module's input current and spikes replaced by the reference's, so each module's own
 //! computation (from the previous modules' reference outputs to its own input current) is
-//! judged on its own — a semantic bug shows in its module even downstream of a flip.
+//! judged on its own, against a bound computed from those reference inputs alone — a
+//! semantic bug shows in its module even downstream of a flip.
 
-use crate::bound::{self, Forcing, Magnitudes};
+use crate::bound::{self, Current, Mode};
 use crate::engine::Observation;
 use serde::Serialize;
-use spikerc_compiler::interp::{self, Array};
+use spikerc_compiler::interp::Array;
 use spikerc_compiler::ir::{Lif, Op, Reset};
 use spikerc_compiler::Verified;
 use std::collections::BTreeMap;
@@ -29,10 +33,17 @@ pub struct Neuron {
     pub x: usize,
     /// The reference's membrane minus threshold, `H - v_threshold`.
     pub margin: f64,
-    /// The flip bound at this neuron.
+    /// The flip bound `E_H` at this neuron (with the threshold gap of f16 artifacts).
     pub bound: f64,
     /// Whether the reference fired.
     pub reference_fired: bool,
+}
+
+impl Neuron {
+    /// Whether the margin is within the bound.
+    pub fn within(&self) -> bool {
+        bound::within(self.margin, self.bound, 0.0)
+    }
 }
 
 /// The differing neurons of one module.
@@ -43,14 +54,17 @@ pub struct ModuleDiff {
     pub differing: usize,
     /// Of those, how many lie beyond the flip bound.
     pub beyond_bound: usize,
-    /// Rounding count `K` of the module's input current.
-    pub roundings: f64,
+    /// Of those, how many follow an earlier difference of the same neuron (free run only):
+    /// the two membranes were reset differently, so they are consequences, not judged.
+    pub after_flip: usize,
+    /// The largest bound `E_H` among the module's judged differing neuron-steps.
+    pub max_bound: f64,
     /// The first differing neurons (those beyond the bound first), at most [`MAX_NEURONS`].
     pub neurons: Vec<Neuron>,
 }
 
 impl ModuleDiff {
-    /// Every differing neuron is within the flip bound.
+    /// Every judged differing neuron is within the flip bound.
     pub fn is_flip(&self) -> bool {
         self.beyond_bound == 0
     }
@@ -76,87 +90,97 @@ fn reset(l: &Lif, h: f32, fired: bool) -> f32 {
     }
 }
 
-/// Compares `got` spikes against the reference's observation of one module. `forced_x`:
-/// teacher-forced, the artifact's own input current computed from the reference's upstream
-/// values, charged onto the reference's membrane state; `None`: the artifact's own run, its
-/// spikes `got`. `reference_lif` holds the reference's LIF constants (they differ from the
-/// artifact's when it is f16).
+/// The membrane `H` of one LIF step (the interpreter's formula).
+fn charge(l: &Lif, v: f32, x: f32) -> f32 {
+    let vr = l.v_rest();
+    if l.decay_input {
+        v + (x - (v - vr)) / l.tau
+    } else {
+        v - (v - vr) / l.tau + x
+    }
+}
+
+/// Compares one module's spikes with the reference's observation. `current`: the artifact's
+/// input current with its bound `D`. Teacher-forced (`forced`), the artifact's own spikes are
+/// those its input current gives on the reference's membrane state, every step judged with
+/// `E_V = 0`; in a free run they are `got`, the membrane error is carried over time, and only
+/// the first differing step of each neuron is judged. `reference_lif` holds the reference's
+/// LIF constants (they differ from the artifact's when it is f16).
 fn diff_module(
     module: &str,
     art_lif: &Lif,
     reference_lif: &Lif,
     reference: &Observation,
     got: &Array,
-    forced_x: Option<&Array>,
-    mag: &bound::InputMagnitude,
+    current: &Current,
+    forced: bool,
 ) -> ModuleDiff {
     let sh = &reference.spikes.shape;
     let (t_n, per_t) = (sh[0], reference.spikes.len() / sh[0]);
     let (c_, h_, w_) = (sh[2], sh[3], sh[4]);
     let thr_gap = (art_lif.v_threshold as f64 - reference_lif.v_threshold as f64).abs();
-    let vr = reference_lif.v_rest();
-    let mut v_prev = vec![vr; per_t];
+    let mut v_prev = vec![reference_lif.v_rest(); per_t];
     let mut e_v = vec![0f64; per_t];
-    let mut differing = 0;
-    let mut beyond = 0;
-    let mut listed: Vec<Neuron> = Vec::new();
+    let mut diverged = vec![false; per_t];
+    let mut d = ModuleDiff { module: module.into(), differing: 0, beyond_bound: 0, after_flip: 0, max_bound: 0.0, neurons: vec![] };
     for t in 0..t_n {
         for i in 0..per_t {
             let j = t * per_t + i;
             let h_ref = reference.membrane.data[j];
+            let x_ref = reference.input.data[j] as f64;
             let fired_ref = reference.spikes.data[j] != 0.0;
-            let e_x = bound::value_bound(mag.a.data[j] as f64, mag.k);
-            let (fired, e_h) = match forced_x {
-                Some(x) => {
-                    let v = v_prev[i];
-                    let avr = art_lif.v_rest();
-                    let h = if art_lif.decay_input {
-                        v + (x.data[j] - (v - avr)) / art_lif.tau
-                    } else {
-                        v - (v - avr) / art_lif.tau + x.data[j]
-                    };
-                    (h >= art_lif.v_threshold, bound::membrane_bound(art_lif, 0.0, e_x, h_ref as f64, v as f64))
-                }
-                None => {
-                    let e = bound::membrane_bound(art_lif, e_v[i], e_x, h_ref as f64, v_prev[i] as f64);
-                    (got.data[j] != 0.0, e)
-                }
+            let d_x = current.bound.data[j] as f64;
+            let (fired, e_h) = if forced {
+                let h = charge(art_lif, v_prev[i], current.own.data[j]);
+                (h >= art_lif.v_threshold, bound::membrane_bound(art_lif, 0.0, d_x, v_prev[i] as f64, x_ref))
+            } else {
+                (got.data[j] != 0.0, bound::membrane_bound(art_lif, e_v[i], d_x, v_prev[i] as f64, x_ref))
             };
-            e_v[i] = bound::state_bound(reference_lif, e_h, fired_ref);
-            v_prev[i] = reset(reference_lif, h_ref, fired_ref);
+            let v = reset(reference_lif, h_ref, fired_ref);
+            e_v[i] = bound::state_bound(reference_lif, e_h, fired_ref, v as f64);
+            v_prev[i] = v;
             if fired == fired_ref {
                 continue;
             }
-            differing += 1;
+            d.differing += 1;
+            if diverged[i] {
+                d.after_flip += 1;
+                continue;
+            }
+            diverged[i] = !forced;
             let margin = h_ref as f64 - reference_lif.v_threshold as f64;
             let b = e_h + thr_gap;
-            let out = margin.abs() > b;
+            d.max_bound = d.max_bound.max(b);
+            let out = !bound::within(margin, b, 0.0);
             if out {
-                beyond += 1;
+                d.beyond_bound += 1;
             }
             let (n, c, y, x) = (i / (c_ * h_ * w_), i / (h_ * w_) % c_, i / w_ % h_, i % w_);
             let nn = Neuron { t, n, c, y, x, margin, bound: b, reference_fired: fired_ref };
             // Keep the first MAX_NEURONS, preferring those beyond the bound.
-            if listed.len() < MAX_NEURONS {
-                listed.push(nn);
+            if d.neurons.len() < MAX_NEURONS {
+                d.neurons.push(nn);
             } else if out {
-                if let Some(p) = listed.iter().rposition(|m| m.margin.abs() <= m.bound) {
-                    listed.remove(p);
-                    listed.push(nn);
+                if let Some(p) = d.neurons.iter().rposition(Neuron::within) {
+                    d.neurons.remove(p);
+                    d.neurons.push(nn);
                 }
             }
         }
     }
-    listed.sort_by_key(|m| (m.margin.abs() <= m.bound, m.t, m.n, m.c, m.y, m.x));
-    ModuleDiff { module: module.into(), differing, beyond_bound: beyond, roundings: mag.k, neurons: listed }
+    d.neurons.sort_by_key(|m| (m.within(), m.t, m.n, m.c, m.y, m.x));
+    d
 }
 
 /// The first LIF module (execution order) whose spikes differ from the reference's, with its
-/// differing neurons judged against the flip bound; `None` when every module's spikes are
-/// equal. `reference_lif(module)` gives the reference's constants.
+/// differing neurons judged against the flip bound of the artifact's free run (`D` carried
+/// from the image: every spike upstream is equal); `None` when every module's spikes are
+/// equal. `reference_lif(module)` gives the reference's constants; `wide`: the artifact ran
+/// with f64 accumulation.
 pub fn first_divergence(
     g: &Verified,
     padded_input: &Array,
+    wide: bool,
     artifact: &BTreeMap<String, Observation>,
     reference: &BTreeMap<String, Observation>,
     reference_lif: &dyn Fn(&Lif) -> Lif,
@@ -169,14 +193,15 @@ pub fn first_divergence(
         return Ok(None);
     };
     let (name, l) = &modules[pos];
-    let spikes: BTreeMap<String, Array> = reference.iter().map(|(k, o)| (k.clone(), o.spikes.clone())).collect();
-    let inputs: BTreeMap<String, Array> = reference.iter().map(|(k, o)| (k.clone(), o.input.clone())).collect();
-    let mags = bound::magnitudes(g, padded_input, &Forcing { spikes: &spikes, inputs: Some(&inputs) })?;
-    // Segment-local magnitudes, accumulated linearly over the `pos + 1` segments from the
-    // image to this module (see `bound`).
-    let mut mag = mags.lif_inputs[name].clone();
-    mag.k *= (pos + 1) as f64;
-    Ok(Some(diff_module(name, l, &reference_lif(l), &reference[name], &artifact[name].spikes, None, &mag)))
+    let p = bound::propagate(g, padded_input, wide, Mode::Free)?;
+    let r = &reference[name];
+    anyhow::ensure!(
+        r.spikes.shape == artifact[name].spikes.shape,
+        "spikes of `{name}`: reference {:?}, artifact {:?}",
+        r.spikes.shape,
+        artifact[name].spikes.shape
+    );
+    Ok(Some(diff_module(name, l, &reference_lif(l), r, &artifact[name].spikes, &p.lif[name], false)))
 }
 
 /// The teacher-forced check.
@@ -211,50 +236,12 @@ pub fn layerwise(
     for (m, _) in &modules {
         anyhow::ensure!(reference.contains_key(m), "the reference has no LIF module `{m}`");
     }
-    let mut feeds: BTreeMap<spikerc_compiler::NodeId, Vec<String>> = BTreeMap::new();
-    for id in g.topo_order().expect("acyclic") {
-        if matches!(g.node(id).op, Op::Lif(_)) {
-            feeds.entry(g.inputs(id)[0]).or_default().push(g.node(id).name.clone());
-        }
-    }
-    let outputs = g.outputs();
-    let mut own_x: BTreeMap<String, Array> = BTreeMap::new();
-    let mut output: Option<Array> = None;
-    let mut bad_shape: Option<String> = None;
-    interp::run_intercepted(g, padded_input, interp::Options { wide_accumulation: wide }, |id, a| {
-        let n = g.node(id);
-        if let Some(lifs) = feeds.get(&id) {
-            for l in lifs {
-                own_x.insert(l.clone(), a.clone());
-            }
-            let x = &reference[&lifs[0]].input;
-            if x.shape == a.shape {
-                a.data.copy_from_slice(&x.data);
-            } else {
-                bad_shape.get_or_insert(format!("input of `{}`: reference {:?}, artifact {:?}", lifs[0], x.shape, a.shape));
-            }
-        }
-        if matches!(n.op, Op::Lif(_)) {
-            let s = &reference[&n.name].spikes;
-            if s.shape == a.shape {
-                a.data.copy_from_slice(&s.data);
-            } else {
-                bad_shape.get_or_insert(format!("spikes of `{}`: reference {:?}, artifact {:?}", n.name, s.shape, a.shape));
-            }
-        }
-        if outputs.first() == Some(&id) {
-            output = Some(a.clone());
-        }
-    })?;
-    if let Some(s) = bad_shape {
-        anyhow::bail!("layer-wise check: {s}");
-    }
-    let spikes: BTreeMap<String, Array> = reference.iter().map(|(k, o)| (k.clone(), o.spikes.clone())).collect();
-    let inputs: BTreeMap<String, Array> = reference.iter().map(|(k, o)| (k.clone(), o.input.clone())).collect();
-    let mags: Magnitudes = bound::magnitudes(g, padded_input, &Forcing { spikes: &spikes, inputs: Some(&inputs) })?;
+    let p = bound::propagate(g, padded_input, wide, Mode::TeacherForced(reference))
+        .map_err(|e| anyhow::anyhow!("layer-wise check: {e:#}"))?;
     let mut res = Layerwise { checked: modules.len() + 1, disagreeing: vec![], modules: vec![], output_diff: 0.0, output_bound: 0.0 };
     for (m, l) in &modules {
-        let d = diff_module(m, l, &reference_lif(l), &reference[m], &reference[m].spikes, Some(&own_x[m]), &mags.lif_inputs[m]);
+        let r = &reference[m];
+        let d = diff_module(m, l, &reference_lif(l), r, &r.spikes, &p.lif[m], true);
         if d.differing > 0 {
             if !d.is_flip() {
                 res.disagreeing.push(m.clone());
@@ -262,18 +249,22 @@ pub fn layerwise(
             res.modules.push(d);
         }
     }
-    let out = output.ok_or_else(|| anyhow::anyhow!("the graph has no output"))?;
-    let om = mags.output.ok_or_else(|| anyhow::anyhow!("the graph has no output"))?;
-    anyhow::ensure!(out.shape == reference_output.shape, "output shape: reference {:?}, artifact {:?}", reference_output.shape, out.shape);
+    let out = &p.output;
+    anyhow::ensure!(
+        out.own.shape == reference_output.shape,
+        "output shape: reference {:?}, artifact {:?}",
+        reference_output.shape,
+        out.own.shape
+    );
     let mut worst = (0f64, 0f64);
     let mut beyond = false;
-    for ((a, r), m) in out.data.iter().zip(&reference_output.data).zip(&om.a.data) {
+    for ((a, r), b) in out.own.data.iter().zip(&reference_output.data).zip(&out.bound.data) {
         let d = (a - r).abs() as f64;
-        let b = bound::value_bound(*m as f64, om.k) + 2.0 * bound::U * (r.abs() as f64);
+        let b = *b as f64;
         if d > worst.0 {
             worst = (d, b);
         }
-        beyond |= d > b;
+        beyond |= !bound::within(d, b, 0.0);
     }
     (res.output_diff, res.output_bound) = worst;
     if beyond {

@@ -110,7 +110,7 @@ pub fn verify(reference: &Torch, art: &Artifact, input: &Array, opts: &Options) 
     let cmp = compare((&ro, &r.spikes), (&ao, &a.spikes), &opts.tolerances);
     let rl = reference_lif(&reference.hp);
     let rlf = |_: &Lif| rl;
-    let fd = localize::first_divergence(&art.graph, &padded, &a.observed, &r.observed, &rlf)?;
+    let fd = localize::first_divergence(&art.graph, &padded, opts.wide, &a.observed, &r.observed, &rlf)?;
     let lw = if opts.layerwise {
         Some(localize::layerwise(&art.graph, &padded, opts.wide, &r.observed, r.output()?, &rlf)?)
     } else {
@@ -172,14 +172,14 @@ pub fn explain(v: &Verification) -> String {
             if d.differing == 1 {
                 let _ = writeln!(
                     s,
-                    "first divergence: one neuron of {} at {} is {:.1e} from threshold (flip bound {:.1e}, K = {} roundings): {what}; {lw_words}",
-                    d.module, at(first), first.margin.abs(), first.bound, d.roundings
+                    "first divergence: one neuron of {} at {} is {:.1e} from threshold (flip bound {:.1e}): {what}; {lw_words}",
+                    d.module, at(first), first.margin.abs(), first.bound
                 );
             } else {
                 let _ = writeln!(
                     s,
-                    "first divergence: {} of {} differ, {} beyond the flip bound (K = {} roundings), first at {} {:.1e} from threshold (bound {:.1e}): {what}; {lw_words}",
-                    ordinal(d.differing), d.module, d.beyond_bound, d.roundings, at(first), first.margin.abs(), first.bound
+                    "first divergence: {} of {} differ ({} after an earlier flip of the same neuron), {} beyond the flip bound, first at {} {:.1e} from threshold (bound {:.1e}): {what}; {lw_words}",
+                    ordinal(d.differing), d.module, d.after_flip, d.beyond_bound, at(first), first.margin.abs(), first.bound
                 );
             }
             for n in &d.neurons {

@@ -61,7 +61,8 @@ pub struct Args {
     /// inputs, its own outputs compared.
     #[arg(long)]
     pub layerwise: bool,
-    /// Write the verdict and the full comparison as JSON (schema in README.md).
+    /// Write the verdict, the localisation and the full comparison as JSON (schema in
+    /// docs/json-verify.md).
     #[arg(long, alias = "report")]
     pub json: Option<PathBuf>,
 }

@@ -27,7 +27,8 @@ fn a_flip_is_named_with_its_neuron_margin_and_bound() {
         module: "encoder_level3.0.residual.0".into(),
         differing: 1,
         beyond_bound: 0,
-        roundings: 2170.0,
+        after_flip: 0,
+        max_bound: 2.5e-6,
         neurons: vec![neuron(5, 1.1e-7, 2.5e-6)],
     };
     let v = outcome(Verdict::Flip, Some(d.clone()), Some(lw(vec![], vec![d])), vec![]);
@@ -41,7 +42,8 @@ fn a_mismatch_names_the_neurons_beyond_the_bound_and_the_disagreeing_module() {
         module: "encoder_level1.0.residual.3".into(),
         differing: 412,
         beyond_bound: 407,
-        roundings: 149.0,
+        after_flip: 3,
+        max_bound: 1.3e-5,
         neurons: vec![neuron(0, -3.2e-2, 1.1e-5), neuron(1, 0.11, 1.3e-5)],
     };
     let v = outcome(
