@@ -381,6 +381,48 @@ fn deployment_directories_are_deterministic() {
 }
 
 #[test]
+fn an_in_memory_deployment_simulates_exactly_like_the_same_one_saved_and_loaded() {
+    let dir = common::fixtures()
+        .into_iter()
+        .find(|d| d.ends_with("spikerir-l3-d16"))
+        .unwrap();
+    let art = artifact(&dir, Precision::F16);
+    let input = common::golden(&dir).input;
+    let ka = Machine::preset("ka200-like").unwrap();
+    let card = Machine::preset("tianjic-like").unwrap().with_chips(2);
+    let runs = Schedule::ALL
+        .into_iter()
+        .map(|s| (&ka, s))
+        .chain([(&card, Schedule::Auto)]);
+    for (m, schedule) in runs {
+        let dep = lynxi::compile_with(
+            &art,
+            m,
+            &Options {
+                input_size: size(&input),
+                preset: m.name.clone(),
+            },
+            schedule,
+        )
+        .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("deploy");
+        dep.write_dir(&d).unwrap();
+        let loaded = load_dir(&d).unwrap();
+        let what = format!("{} {schedule} x{}", m.name, m.card.chips);
+        // Every manifest field survives its JSON form, floats to the bit.
+        assert!(loaded.manifest == dep.manifest, "{what}: the manifest changed through its JSON form");
+        let memory = spikerc_targets::Loaded::from_deployment(&dep).unwrap();
+        let a = simulate(&memory, &input, &SimOptions::default()).unwrap();
+        let b = simulate(&loaded, &input, &SimOptions::default()).unwrap();
+        assert_eq!(a.report.ops.packets, b.report.ops.packets, "{what}: packets");
+        assert_eq!(a.report.energy_pj.to_bits(), b.report.energy_pj.to_bits(), "{what}: energy");
+        assert!(a.report == b.report, "{what}: reports differ");
+        assert!(bits(&a.outputs[0]) == bits(&b.outputs[0]), "{what}: outputs differ");
+    }
+}
+
+#[test]
 fn manifest_of_the_l3_fixture() {
     let dir = common::fixtures()
         .into_iter()

@@ -10,6 +10,10 @@
 //! Presets ship as TOML files in `targets/presets/` and are embedded in the binary
 //! ([`Machine::preset`]); a user's own file ([`Machine::from_file`]) goes through exactly the
 //! same parser and checks. A bad file gives one error naming the file and the field.
+//!
+//! A card of several identical chips may name its chip preset instead of repeating it:
+//! `[card] chip = "ka200-like"` plus the card's own fields (`chips`, link figures), `name`,
+//! `description`, and `sources` / `assumed` added to the chip's (`hp300-like` is written so).
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -210,6 +214,14 @@ pub enum MachineError {
 impl Machine {
     /// Parses and validates a TOML description; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Machine, MachineError> {
+        if let Some(merged) = card_of_preset(text, origin)? {
+            let m: Machine = toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| MachineError::Parse {
+                origin: origin.to_string(),
+                message: e.message().to_string(),
+            })?;
+            m.validate(origin)?;
+            return Ok(m);
+        }
         let m: Machine = toml::from_str(text).map_err(|e| {
             let at = e.span().map(|sp| {
                 let line = text[..sp.start.min(text.len())].matches('\n').count() + 1;
@@ -499,6 +511,72 @@ impl Machine {
     }
 }
 
+/// Top-level keys a card description that names its chip (`[card] chip = "PRESET"`) may
+/// hold; everything else comes from the chip preset.
+pub const CARD_FILE_KEYS: [&str; 5] = ["name", "description", "sources", "assumed", "card"];
+
+/// A card description that names its chip preset (`[card] chip = "ka200-like"`) as the full
+/// description: the chip preset's table with this file's `name` and `description`, its
+/// `sources` and `assumed` appended to the chip's, and its `[card]` (without `chip`).
+/// `None` when the text names no chip (an ordinary, self-contained description).
+fn card_of_preset(text: &str, origin: &str) -> Result<Option<toml::Table>, MachineError> {
+    let parse = |message: String| MachineError::Parse {
+        origin: origin.to_string(),
+        message,
+    };
+    // A text that does not parse as TOML is left to the ordinary path (its error has a line).
+    let Ok(mut file) = text.parse::<toml::Table>() else {
+        return Ok(None);
+    };
+    let Some(chip) = file
+        .get_mut("card")
+        .and_then(|c| c.as_table_mut())
+        .and_then(|c| c.remove("chip"))
+    else {
+        return Ok(None);
+    };
+    let Some(chip) = chip.as_str() else {
+        return Err(parse(format!("card.chip must be a preset name, found {chip}")));
+    };
+    let known = || PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
+    let Some((_, chip_text)) = PRESETS.iter().find(|(n, _)| *n == chip) else {
+        return Err(parse(format!(
+            "card.chip names `{chip}`, which is not a preset (presets: {})",
+            known()
+        )));
+    };
+    let mut merged: toml::Table = chip_text
+        .parse()
+        .map_err(|e: toml::de::Error| parse(format!("preset {chip}: {}", e.message())))?;
+    if merged.get("card").and_then(|c| c.get("chip")).is_some() {
+        return Err(parse(format!("card.chip names `{chip}`, which is itself a card")));
+    }
+    if let Some(k) = file.keys().find(|k| !CARD_FILE_KEYS.contains(&k.as_str())) {
+        return Err(parse(format!(
+            "`{k}` comes from the chip preset `{chip}` named by card.chip; a card description holds only {}",
+            CARD_FILE_KEYS.join(", ")
+        )));
+    }
+    for (k, v) in file {
+        match (k.as_str(), merged.get_mut(&k)) {
+            ("sources" | "assumed", Some(toml::Value::Array(base))) => match v {
+                toml::Value::Array(extra) => {
+                    for x in extra {
+                        if !base.contains(&x) {
+                            base.push(x);
+                        }
+                    }
+                }
+                other => return Err(parse(format!("`{k}` must be a list, found {other}"))),
+            },
+            _ => {
+                merged.insert(k, v);
+            }
+        }
+    }
+    Ok(Some(merged))
+}
+
 fn flatten(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
     match v {
         serde_json::Value::Object(m) => {
@@ -562,6 +640,42 @@ mod tests {
         assert!(e
             .to_string()
             .starts_with("unknown preset `ka300` (presets: ka200-like, tianjic-like, loihi-like, hp300-like)"));
+    }
+
+    #[test]
+    fn a_card_preset_is_its_chip_preset_plus_the_card() {
+        let ka = Machine::preset("ka200-like").unwrap();
+        let hp = Machine::preset("hp300-like").unwrap();
+        assert_eq!(hp.name, "hp300-like");
+        assert_eq!(hp.card.chips, 4);
+        assert_eq!(hp.card.link_bytes_per_cycle, 32.0);
+        assert_eq!(hp.card.link_latency_cycles, 500);
+        assert_eq!(hp.card.link_pj_per_byte, 10.0);
+        // Every chip figure is the chip preset's, and its assumptions stay named.
+        assert_eq!(
+            (&hp.mesh, &hp.core, &hp.clock, &hp.dram, &hp.noc, &hp.energy, &hp.sources),
+            (&ka.mesh, &ka.core, &ka.clock, &ka.dram, &ka.noc, &ka.energy, &ka.sources)
+        );
+        assert_eq!(hp.assumed[..ka.assumed.len()], ka.assumed[..]);
+        assert_eq!(
+            hp.assumed[ka.assumed.len()..],
+            ["card.chips", "card.link_bytes_per_cycle", "card.link_latency_cycles", "card.link_pj_per_byte"]
+        );
+        // A card file holds only the card; the chip's fields come from its preset.
+        let card = "name = \"c\"\ndescription = \"d\"\nassumed = []\n[card]\nchip = \"ka200-like\"\nchips = 2\nlink_bytes_per_cycle = 8.0\n";
+        let m = Machine::from_toml(card, "c.toml").unwrap();
+        assert_eq!((m.cores(), m.card.chips, m.card.link_latency_cycles), (384, 2, 0));
+        let e = Machine::from_toml(&format!("{card}[clock]\nmhz = 2000.0\n"), "c.toml").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "c.toml: invalid machine description: `clock` comes from the chip preset `ka200-like` named by card.chip; a card description holds only name, description, sources, assumed, card"
+        );
+        let e = Machine::from_toml(&card.replace("\"ka200-like\"", "\"ka9\""), "c.toml").unwrap_err();
+        assert!(e.to_string().contains("card.chip names `ka9`, which is not a preset (presets: ka200-like"), "{e}");
+        let e = Machine::from_toml(&card.replace("\"ka200-like\"", "\"hp300-like\""), "c.toml").unwrap_err();
+        assert!(e.to_string().ends_with("card.chip names `hp300-like`, which is itself a card"), "{e}");
+        let e = Machine::from_toml(&card.replace("chips = 2", "chips = 0"), "c.toml").unwrap_err();
+        assert_eq!(e.to_string(), "c.toml: card.chips must be positive, found 0");
     }
 
     #[test]

@@ -109,6 +109,22 @@ impl Deployment {
     }
 }
 
+impl Loaded {
+    /// A freshly compiled deployment as the simulator takes it, without a trip through a
+    /// directory: the same manifest (every field survives its JSON form exactly, so this
+    /// simulates like the directory written from `dep` and read back) and the artifact
+    /// decoded from the bytes that would be `model.spk`.
+    pub fn from_deployment(dep: &Deployment) -> Result<Loaded, LoadError> {
+        let artifact = Artifact::from_bytes(&dep.artifact, "model.spk")?;
+        Ok(Loaded {
+            manifest: dep.manifest.clone(),
+            artifact,
+            weights: dep.weights.clone(),
+            routes: dep.routes.clone(),
+        })
+    }
+}
+
 /// Reads and checks a deployment directory.
 pub fn load_dir(dir: &Path) -> Result<Loaded, LoadError> {
     let p = dir.display().to_string();
@@ -380,5 +396,36 @@ pub(super) fn assemble(
         weights: weights_blob,
         routes: routes_blob,
         artifact,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Floats the manifest carries (route fractions, machine figures, summary ratios) must
+    /// read back as the very f64 they were written from; 17-significant-digit decimals are
+    /// the ones a fast, not correctly rounded parser gets wrong.
+    #[test]
+    fn manifest_floats_survive_their_json_form() {
+        let mut values = vec![1.0 / 11.0, 1.0 / 3.0, 1.0 / 6.0, 2.0 / 3.0, 0.1, 162.5, 1e-300, 5e-324];
+        let mut x = 0x3fb5_5555_5555_5555u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let f = f64::from_bits(x);
+            if f.is_finite() {
+                values.push(f);
+            }
+        }
+        // Shares p/q of rows and channels, as read_fraction makes them.
+        for q in 1..200u32 {
+            for p in 1..q {
+                values.push(p as f64 / q as f64);
+            }
+        }
+        for v in values {
+            let back: f64 = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+            assert_eq!(back.to_bits(), v.to_bits(), "{v:e} did not survive JSON");
+        }
     }
 }
