@@ -72,7 +72,7 @@ fn textual_ir_of_the_l3_fixture() {
     assert!(f16_ir.contains("w:f16 b:f16") && !f16_ir.contains("w:f32"));
     assert!(f16_ir.contains("vth=0.15002441"), "threshold rounded to f16");
     let j: serde_json::Value = serde_json::from_str(&spikerc(&["inspect", f16.to_str().unwrap(), "--json"])).unwrap();
-    assert_eq!(j["meta"]["precision"], "F16");
+    assert_eq!(j["meta"]["precision"], "f16");
     assert_eq!(j["spatial_divisor"], 4);
     let q = &j["report"]["quantization"];
     assert!(q["layers"].as_array().unwrap().len() > 40);

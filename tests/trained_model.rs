@@ -26,7 +26,7 @@ fn s(p: &Path) -> &str {
 
 fn mean_psnr(p: &Path) -> f64 {
     let v: Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
-    v["report"]["mean_psnr"].as_f64().unwrap()
+    v["mean_psnr_db"].as_f64().unwrap()
 }
 
 #[test]

@@ -621,6 +621,12 @@ const MAX_LINES: usize = 12;
 /// Reruns every case (or those whose name contains `only`) and compares with the golden file
 /// under the suite's tolerances; `out` gets the report lines. Fails when any case differs.
 pub fn check(suite: &Path, only: Option<&str>, read: ReadInput, out: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
+    check_shard(suite, only, None, read, out)
+}
+
+/// [`check`] of shard `K/N` of the (selected) cases: every N-th by name
+/// (`spikerc_models::shard`), for spreading a suite over the tasks of a job array.
+pub fn check_shard(suite: &Path, only: Option<&str>, shard: Option<spikerc_models::shard::Shard>, read: ReadInput, out: &mut dyn FnMut(&str)) -> anyhow::Result<()> {
     let (s, golden_path) = load_suite(suite)?;
     let text = std::fs::read_to_string(&golden_path).with_context(|| {
         format!(
@@ -646,11 +652,8 @@ pub fn check(suite: &Path, only: Option<&str>, read: ReadInput, out: &mut dyn Fn
     let mut failed_cases = 0;
     let mut failed_fields = 0;
     let mut ran = 0;
-    for c in s
-        .cases
-        .iter()
-        .filter(|c| only.map_or(true, |o| c.name.contains(o)))
-    {
+    let selected: Vec<&CaseSpec> = s.cases.iter().filter(|c| only.map_or(true, |o| c.name.contains(o))).collect();
+    for c in spikerc_models::shard::select(shard, selected, |c| c.name.clone()) {
         ran += 1;
         let Some(exp) = golden.cases.get(&c.name) else {
             out(&format!("FAIL {}: not in the golden file (record it)", c.name));
@@ -707,6 +710,9 @@ pub fn check(suite: &Path, only: Option<&str>, read: ReadInput, out: &mut dyn Fn
         .collect();
     for k in &stale {
         out(&format!("note: golden case `{k}` is no longer in the suite"));
+    }
+    if let (0, Some(sh)) = (ran, shard) {
+        bail!("--shard {sh}: no cases in this shard (the suite selects fewer cases than shards)");
     }
     if ran == 0 {
         bail!("no case matches `{}`", only.unwrap_or(""));

@@ -15,6 +15,7 @@
 //! * [`verify`] (feature `torch`): an artifact against the libtorch reference of its
 //!   checkpoint, with the verdict `pass` / `flip` / `mismatch`.
 //! * [`golden`] (feature `torch`): golden-output regression suites.
+//! * [`stats`]: the run statistics document (`spikerc run --stats`, Python `Artifact.run`).
 //!
 //! The CLI (`spikerc`) only parses arguments and prints what these return.
 
@@ -23,6 +24,7 @@ pub mod bound;
 pub mod compare;
 pub mod engine;
 pub mod localize;
+pub mod stats;
 #[cfg(feature = "torch")]
 pub mod golden;
 #[cfg(feature = "torch")]

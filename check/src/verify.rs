@@ -214,9 +214,13 @@ pub fn explain(v: &Verification) -> String {
     s
 }
 
+/// Version of the `verify --json` document (fields: docs/json-verify.md).
+pub const VERIFY_SCHEMA_VERSION: u32 = 1;
+
 /// The `--json` document's verification part.
 pub fn json(v: &Verification) -> serde_json::Value {
     serde_json::json!({
+        "schema_version": VERIFY_SCHEMA_VERSION,
         "verdict": v.verdict,
         "first_divergence": v.first_divergence,
         "layerwise": v.layerwise,

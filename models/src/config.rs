@@ -214,6 +214,10 @@ pub struct Overrides {
     pub decay_input: Option<bool>,
 }
 
+/// Version of the `meta.json` files spikerc writes (`gen-model`, `train`); reading ignores it
+/// (the fixtures' files have none) like every other field it does not use.
+pub const META_SCHEMA_VERSION: u32 = 1;
+
 impl Overrides {
     /// The config file's hyperparameters (or the defaults) with these overrides applied.
     pub fn resolve(&self, config: Option<&Path>) -> Result<HyperParams, ImportError> {

@@ -6,6 +6,8 @@
 //!   constants), read from a `meta.json`-style file or flags.
 //! * [`spikerir`] infers a SpikerIR architecture from the keys and shapes and builds the IR.
 //!
+//! * [`shard`] splits file lists for `--shard K/N`.
+//!
 //! Every user-facing failure is an [`ImportError`] naming the key, the expected and the found
 //! value; nothing here panics on user input.
 
@@ -16,6 +18,7 @@ mod error;
 pub mod files;
 pub mod input;
 pub mod ptzip;
+pub mod shard;
 pub mod spikerir;
 pub mod train;
 #[cfg(feature = "torch")]

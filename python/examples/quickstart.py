@@ -59,7 +59,7 @@ restored, stats = art.run(noisy, threads=2)
 total = stats["ops"]["total"]
 print(f"noisy {psnr(noisy, clean):.2f} dB -> restored {psnr(restored, clean):.2f} dB")
 print(f"{sum(stats['spikes'].values())} spikes, firing rate {total['spikes_out'] / total['neuron_updates']:.3f}, "
-      f"{total['ac']} AC, {total['mac']} MAC, {stats['seconds'] * 1e3:.0f} ms on {stats['simd']}")
+      f"{total['ac']} AC, {total['mac']} MAC, {stats['wall_ms']:.0f} ms on {stats['simd']}")
 
 # %% [markdown]
 # ## Save and load
@@ -93,7 +93,7 @@ if args.eval_images > 0:
     scores = spikerc.evaluate(art, data=SHARED / "data" / "test" / "CBSD68", task="denoise", sigma=25,
                               limit=args.eval_images)
     for s in scores["images"]:
-        print(f"  {s['name']}: {s['input_psnr']:.2f} -> {s['psnr']:.2f} dB, SSIM {s['ssim']:.4f}")
-    print(f"mean PSNR {scores['mean_psnr']:.3f} dB, SSIM {scores['mean_ssim']:.4f} "
+        print(f"  {s['name']}: {s['input_psnr_db']:.2f} -> {s['psnr_db']:.2f} dB, SSIM {s['ssim']:.4f}")
+    print(f"mean PSNR {scores['mean_psnr_db']:.3f} dB, SSIM {scores['mean_ssim']:.4f} "
           f"over {len(scores['images'])} images")
 print(f"outputs in {args.out}")

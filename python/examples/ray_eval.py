@@ -48,7 +48,7 @@ def table(results: list) -> str:
     rows = [f"{'artifact':<10} {'dataset':<10} {'images':>6} {'input dB':>9} {'PSNR dB':>8} {'SSIM':>7}"]
     for r in results:
         rows.append(f"{r['artifact']:<10} {r['dataset']:<10} {len(r['images']):>6} "
-                    f"{r['mean_input_psnr']:>9.3f} {r['mean_psnr']:>8.3f} {r['mean_ssim']:>7.4f}")
+                    f"{r['mean_input_psnr_db']:>9.3f} {r['mean_psnr_db']:>8.3f} {r['mean_ssim']:>7.4f}")
     return "\n".join(rows)
 
 

@@ -119,9 +119,10 @@ def evaluate(
     ``compile_options``, e.g. ``config=...``, ``precision="f16"``). ``task``: ``"denoise"``
     (clean images in ``data``; Gaussian noise ``sigma`` on the 0-255 scale, seeded per image from
     ``seed`` and the file name, so runs repeat exactly), ``"derain"`` or ``"dehaze"``
-    (``data/input`` paired with ``data/target``). Returns a dict with ``images`` (``name``,
-    ``psnr``, ``ssim``, ``input_psnr``, size), ``mean_psnr``, ``mean_ssim``, ``mean_input_psnr``,
-    ``task``, ``engine``, ``precision``, ``wall_seconds``.
+    (``data/input`` paired with ``data/target``). Returns the ``spikerc eval --json`` document
+    (docs/json.md): ``schema_version``, ``images`` (``name``, ``psnr_db``, ``ssim``,
+    ``input_psnr_db``, ``height``, ``width``), ``mean_psnr_db``, ``mean_ssim``,
+    ``mean_input_psnr_db``, ``task``, ``sigma``, ``seed``, ``engine``, ``precision``, ``wall_ms``.
     """
     if not isinstance(model, Artifact):
         path = os.fspath(model)

@@ -4,7 +4,7 @@
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
-use serde_json::{json, Value};
+use spikerc_check::stats::{self, InputStats, RunInfo};
 use spikerc_compiler::interp::{self, Array};
 use spikerc_compiler::Artifact as CoreArtifact;
 use spikerc_runtime::{tile, OpCounts, Program, RunOptions, RunResult};
@@ -73,23 +73,6 @@ impl Artifact {
     }
 }
 
-/// `ops` of the `--stats` document: totals and the modules with any work.
-fn ops_json(ops: &BTreeMap<String, OpCounts>) -> Value {
-    let row = |c: &OpCounts| {
-        json!({"spikes_in": c.spikes_in, "spikes_out": c.spikes_out, "ac": c.ac, "mac": c.mac,
-               "neuron_updates": c.neuron_updates})
-    };
-    let mut total = OpCounts::default();
-    let mut modules = serde_json::Map::new();
-    for (m, c) in ops {
-        total.add(c);
-        if *c != OpCounts::default() {
-            modules.insert(m.clone(), row(c));
-        }
-    }
-    json!({"total": row(&total), "modules": modules})
-}
-
 /// Parses an `(H, W)` pair.
 fn size_pair(s: (usize, usize)) -> PyResult<[usize; 2]> {
     if s.0 == 0 || s.1 == 0 {
@@ -106,8 +89,8 @@ impl Artifact {
     /// Runs the model on `x` (float32 `[N, 3, H, W]` in `[0, 1]`, any H x W).
     ///
     /// Returns `(y, stats)`: `y` float32 `[N, 3, H, W]`, `stats` the `spikerc run --stats`
-    /// document (`spikes` per LIF module, `ops` per module, `engine`, `threads`, `simd`,
-    /// `input_shapes`, `seconds`). `engine` is `"event"` (the runtime; `threads` workers,
+    /// document (`schema_version`, `spikes` per LIF module, `ops` per module, `engine`,
+    /// `threads` used, `simd`, `input_shapes`, `images`, `wall_ms`; see `docs/json.md`). `engine` is `"event"` (the runtime; `threads` workers,
     /// 0 = all cores; optional `tile`/`overlap` bound memory) or `"interp"` (the reference
     /// interpreter). The output bits do not depend on `threads` or `tile`.
     #[pyo3(signature = (x, threads=0, engine="event", tile=None, overlap=16))]
@@ -144,15 +127,20 @@ impl Artifact {
             .detach(|| self.execute(&input, engine, &opts, tile, overlap))
             .map_err(err)?;
         let seconds = start.elapsed().as_secs_f64();
-        let stats = json!({
-            "engine": engine,
-            "threads": threads,
-            "simd": (engine == "event").then(|| self.program().level().name()),
-            "input_shapes": [shape],
-            "spikes": res.spikes,
-            "ops": ops_json(&res.ops),
-            "seconds": seconds,
-        });
+        let info = RunInfo {
+            engine: if engine == "event" { "event" } else { "interp" },
+            wide: false,
+            threads: if engine == "event" { spikerc_runtime::threads_used(threads) } else { 1 },
+            simd: (engine == "event").then(|| self.program().level().name()),
+        };
+        let one = InputStats {
+            name: None,
+            shape,
+            spikes: std::mem::take(&mut res.spikes),
+            ops: std::mem::take(&mut res.ops),
+            wall_ms: seconds * 1e3,
+        };
+        let stats = stats::document(&info, &[one], seconds * 1e3);
         let y = array_to_numpy(py, res.outputs.swap_remove(0))?;
         Ok((y, to_python(py, &stats)?))
     }
@@ -238,7 +226,7 @@ impl Artifact {
     /// The compile report (passes, f16 quantization error), as `compile --report` writes it.
     #[getter]
     fn report<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_python(py, &self.art.report)
+        to_python(py, &self.art.report.document())
     }
 
     fn __repr__(&self) -> String {

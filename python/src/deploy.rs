@@ -85,7 +85,7 @@ impl Deployment {
             py.detach(|| write_atomic(p, html.as_bytes()))
                 .map_err(|e| fail(format!("writing {}: {e:#}", p.display())))?;
         }
-        let report = to_python(py, &sim.report)?;
+        let report = to_python(py, &sim.report.document())?;
         let y = array_to_numpy(py, sim.outputs.swap_remove(0))?;
         Ok((y, report))
     }

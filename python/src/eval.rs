@@ -2,9 +2,8 @@
 //! `spikerc eval` computes them (`spikerc_models::eval`: 8-bit RGB, seeded per-image noise).
 
 use pyo3::prelude::*;
-use serde_json::{json, Value};
 use spikerc_compiler::interp;
-use spikerc_models::eval::{evaluate as eval_cases, Task};
+use spikerc_models::eval::{evaluate as eval_cases, EvalDocument, Task};
 use spikerc_runtime::RunOptions;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -18,9 +17,11 @@ use crate::{err, fail};
 /// `task` is `"denoise"` (clean images; Gaussian noise of `sigma` on the 0-255 scale, seeded
 /// from `seed` and each file name) or `"derain"` / `"dehaze"` (`data/input` paired with
 /// `data/target`). `limit` keeps the first N images by name. `engine` is `"event"` (the
-/// runtime, `threads` workers) or `"interp"`. Returns `{"task", "images": [{"name", "height",
-/// "width", "input_psnr", "psnr", "ssim"}], "mean_input_psnr", "mean_psnr", "mean_ssim",
-/// "engine", "precision", "data", "wall_seconds"}`.
+/// runtime, `threads` workers) or `"interp"`. Returns the `spikerc eval --json` document
+/// (`docs/json.md`): `{"schema_version", "task", "sigma", "seed", "images": [{"name",
+/// "height", "width", "input_psnr_db", "psnr_db", "ssim"}], "mean_input_psnr_db",
+/// "mean_psnr_db", "mean_ssim", "model", "engine", "precision", "data", "shard", "metrics",
+/// "wall_ms"}`.
 #[pyfunction]
 #[pyo3(signature = (artifact, data, task="denoise", sigma=25.0, seed=0, limit=None, threads=0, engine="event"))]
 #[allow(clippy::too_many_arguments)]
@@ -80,16 +81,18 @@ pub fn evaluate<'py>(
                 &cases,
                 art.graph.spatial_divisor(),
                 restore,
-                |_, _| {},
+                |_, _, _| {},
             )?)
         })
         .map_err(err)?;
-    let mut doc = serde_json::to_value(&report).map_err(|e| fail(e.to_string()))?;
-    if let Value::Object(m) = &mut doc {
-        m.insert("engine".into(), json!(engine));
-        m.insert("precision".into(), json!(art.meta.precision.to_string()));
-        m.insert("data".into(), json!(data.display().to_string()));
-        m.insert("wall_seconds".into(), json!(t0.elapsed().as_secs_f64()));
-    }
+    let doc = EvalDocument::new(
+        art.meta.source.clone(),
+        if engine == "event" { "runtime" } else { "interp" }.to_string(),
+        art.meta.precision.to_string(),
+        data.display().to_string(),
+        None,
+        report,
+        t0.elapsed().as_secs_f64() * 1e3,
+    );
     to_python(py, &doc)
 }

@@ -10,9 +10,9 @@ import spikerc
 from conftest import same_bits
 
 REPORT_FIELDS = {
-    "model", "preset", "machine", "precision", "input_size", "images", "time_steps",
+    "schema_version", "model", "preset", "machine", "precision", "input_size", "images", "time_steps",
     "latency_cycles", "latency_ms", "energy_pj", "average_power_mw", "paper_energy_pj",
-    "ann_equivalent_energy_pj", "snn_ann_ratio", "ops", "energy_by_action", "cores_used",
+    "ann_equivalent_energy_pj", "snn_ann_energy_ratio", "ops", "energy_by_action_pj", "cores_used",
     "mean_utilisation", "steps", "modules", "cores", "assumed",
 }
 
@@ -32,7 +32,8 @@ def test_simulate_gives_the_bits_of_run_and_a_report(l3, f16_and_deployment):
     assert report["precision"] == "f16" and report["input_size"] == [48, 64]
     assert report["preset"] == "ka200-like" and report["images"] == 1
     assert report["latency_cycles"] > 0 and report["energy_pj"] > 0
-    assert sum(report["energy_by_action"].values()) == pytest.approx(report["energy_pj"], rel=1e-9)
+    assert report["schema_version"] == 1 and isinstance(report["ops"]["weight_sram_read_bytes"], int)
+    assert sum(report["energy_by_action_pj"].values()) == pytest.approx(report["energy_pj"], rel=1e-9)
     # The simulator counts the spikes the runtime fired.
     assert report["ops"]["spikes"] == sum(stats["spikes"].values())
     assert dep.input_size == (48, 64)

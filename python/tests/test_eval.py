@@ -18,20 +18,21 @@ def trained_f16():
 
 
 def test_evaluate_matches_the_recorded_cli_eval(trained_f16):
-    recorded = json.loads((TRAINED / "eval-cbsd68-s25-runtime-f16.json").read_text())["report"]
+    recorded = json.loads((TRAINED / "eval-cbsd68-s25-runtime-f16.json").read_text())
     scores = spikerc.evaluate(trained_f16, data=CBSD68, task="denoise", sigma=25, limit=2, threads=2)
-    assert scores["task"] == {"task": "denoise", "sigma": 25.0, "seed": 0}
-    assert (scores["engine"], scores["precision"]) == ("event", "f16")
+    assert scores["schema_version"] == 1
+    assert (scores["task"], scores["sigma"], scores["seed"]) == ("denoise", 25.0, 0)
+    assert (scores["engine"], scores["precision"], scores["shard"]) == ("runtime", "f16", None)
     assert len(scores["images"]) == 2
     for got, want in zip(scores["images"], recorded["images"][:2]):
         assert got["name"] == want["name"]
         assert (got["height"], got["width"]) == (want["height"], want["width"])
         # Same seeded noise, same artifact, same engine arithmetic: the same numbers.
-        for k in ("input_psnr", "psnr", "ssim"):
+        for k in ("input_psnr_db", "psnr_db", "ssim"):
             assert got[k] == pytest.approx(want[k], abs=1e-9), k
-        assert got["psnr"] > got["input_psnr"] + 4  # it denoises
+        assert got["psnr_db"] > got["input_psnr_db"] + 4  # it denoises
     n = len(scores["images"])
-    assert scores["mean_psnr"] == pytest.approx(sum(s["psnr"] for s in scores["images"]) / n)
+    assert scores["mean_psnr_db"] == pytest.approx(sum(s["psnr_db"] for s in scores["images"]) / n)
 
 
 def test_evaluate_from_paths_and_errors(trained_f16, tmp_path):

@@ -21,7 +21,9 @@ def test_run_reproduces_the_fixture_golden_output(name, request):
     assert float(np.max(np.abs(y - fx.output))) <= 1e-4
     # Every LIF module's spike count equals the reference implementation's.
     assert stats["spikes"] == fx.spikes
+    assert stats["schema_version"] == 1
     assert stats["engine"] == "event" and stats["threads"] == 2
+    assert stats["images"][0]["name"] is None and stats["images"][0]["shape"] == list(fx.input.shape)
     assert stats["input_shapes"] == [list(fx.input.shape)]
     assert stats["ops"]["total"]["spikes_out"] == sum(fx.spikes.values())
 

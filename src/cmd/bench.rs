@@ -244,7 +244,7 @@ fn torch_compare(a: &Args, x: &Array, secs: f64, cpu_rt: f64) -> anyhow::Result<
         println!("vs libtorch  skipped (pass --checkpoint and --config of the artifact's model)");
         return Ok(());
     };
-    let hp = a.hyper.resolve()?;
+    let hp = a.hyper.resolve(Some(ck))?;
     let ckpt = spikerc_models::Checkpoint::load(ck)?;
     let (_vs, net) = SpikerIr::from_checkpoint(&ckpt, &hp, tch::Device::Cpu)
         .with_context(|| format!("{}: building the libtorch model", ck.display()))?;

@@ -61,8 +61,8 @@ impl Args {
     pub fn outputs(&self, dir_output: bool) -> anyhow::Result<Outputs> {
         let mut outs = Outputs::new();
         outs.input(&self.weights);
-        if let Some(c) = &self.hyper.config {
-            outs.input(c);
+        if let Some(c) = self.hyper.config.clone().or_else(|| super::beside(&self.weights)) {
+            outs.input(&c);
         }
         if dir_output {
             outs.claim_replaced_dir(&self.output, "-o")?;
@@ -81,11 +81,12 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         return super::simulate::compile_target(&a, t);
     }
     let mut outs = a.outputs(false)?;
-    let hp = a.hyper.resolve()?;
-    let art = spikerc_models::compile_checkpoint(&a.weights, &hp, a.options(Precision::F32))?;
+    let hp = a.hyper.resolve(Some(&a.weights))?;
+    let art = spikerc_models::compile_checkpoint(&a.weights, &hp, a.options(Precision::F32))
+        .map_err(|e| a.hyper.hint(&a.weights, e.into()))?;
     let bytes = art.to_bytes();
     if let Some(r) = &a.report {
-        outs.write(r, &serde_json::to_vec_pretty(&art.report)?)?;
+        outs.write(r, &serde_json::to_vec_pretty(&art.report.document())?)?;
     }
     outs.write(&a.output, &bytes)?;
     outs.commit()?;

@@ -11,6 +11,9 @@
 //! `model-f16.spk`, `deploy/`, `sim-report.{json,html}` and `report.json` into DIR and prints a
 //! summary.
 
+/// Version of the demo's `report.json` document (fields: docs/json.md).
+const DEMO_SCHEMA_VERSION: u32 = 1;
+
 use anyhow::{bail, Context};
 use clap::Args as ClapArgs;
 use serde_json::{json, Value};
@@ -179,11 +182,12 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     let sr = &sim.report;
     write_atomic(
         &a.out.join("sim-report.json"),
-        &serde_json::to_vec_pretty(sr)?,
+        &serde_json::to_vec_pretty(&sr.document())?,
     )?;
     write_atomic(&a.out.join("sim-report.html"), sr.html().as_bytes())?;
     let denoiser = training_sigma(&meta).is_some();
     let report = json!({
+        "schema_version": DEMO_SCHEMA_VERSION,
         "model": model_dir.display().to_string(),
         "architecture": art16.meta.model,
         "trained_denoiser": denoiser,
@@ -200,7 +204,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         "spikes": ops.spikes_out,
         "firing_rate": ops.spikes_out as f64 / neurons as f64,
         "ops": {"ac": ops.ac, "mac": ops.mac, "neuron_updates": ops.neuron_updates},
-        "seconds": {"compile_f16_and_f32": compile_s, "run_f16": t16, "run_f32": t32},
+        "wall_ms": {"compile_f16_and_f32": compile_s * 1e3, "run_f16": t16 * 1e3, "run_f32": t32 * 1e3},
         "libtorch_check": reference,
         "simulator": {
             "target": target,

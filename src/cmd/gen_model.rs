@@ -177,8 +177,10 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     let batch = calibration_batch(&data, a.calib_images, a.calib_size)?;
     // BatchNorms unfolded: import without optimisation passes.
     let graph = Verified::new(import(&ckpt, &hp)?.graph)?;
+    let spinner = crate::progress::Progress::step(&format!("calibrating BatchNorms on {} crops", a.calib_images));
     let (res, stats) =
         Program::new(&graph).calibrate_batch_norms(&batch, &RunOptions::default())?;
+    drop(spinner);
     for (module, s) in &stats {
         for (role, v) in [("running_mean", &s.mean), ("running_var", &s.var)] {
             let key = format!("{module}.{role}");
@@ -206,6 +208,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     });
     outs.write(&a.output, &safetensors_bytes(&ckpt)?)?;
     let meta = json!({
+        "schema_version": spikerc_models::config::META_SCHEMA_VERSION,
         "architecture": "spikerir", "dim": a.dim, "levels": a.levels,
         "en_blocks": arch.en_blocks, "de_blocks": arch.de_blocks, "time_steps": a.time_steps,
         "v_threshold": hp.v_threshold, "tau": hp.tau, "decay_input": hp.decay_input, "v_reset": hp.v_reset,

@@ -1,4 +1,4 @@
-//! `spikerc golden record SUITE.toml` / `spikerc golden check SUITE.toml [--only NAME]`:
+//! `spikerc golden record SUITE.toml` / `spikerc golden check SUITE.toml [--only NAME] [--shard K/N]`:
 //! golden-output regression suites. Argument parsing and printing only; suites, records,
 //! tolerances and the localisation of failures live in `spikerc_check::golden`.
 
@@ -26,6 +26,9 @@ pub enum Action {
         /// Only the cases whose name contains this.
         #[arg(long)]
         only: Option<String>,
+        /// Only shard K of N of the cases (every N-th by name, 1 <= K <= N; docs/scale-out.md).
+        #[arg(long)]
+        shard: Option<spikerc_models::shard::Shard>,
     },
 }
 
@@ -39,6 +42,6 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             println!("wrote {} ({n} cases)", path.display());
             Ok(())
         }
-        Action::Check { suite, only } => golden::check(&suite, only.as_deref(), &read, &mut print),
+        Action::Check { suite, only, shard } => golden::check_shard(&suite, only.as_deref(), shard, &read, &mut print),
     }
 }

@@ -1,4 +1,5 @@
-//! `spikerc inspect FILE [--ir] [--json]`: describe a checkpoint or an artifact.
+//! `spikerc inspect FILE [--ir] [--json]`: describe a checkpoint or an artifact. The JSON
+//! document (`schema_version` [`INSPECT_SCHEMA_VERSION`]) is described in `docs/json.md`.
 
 use clap::Args as ClapArgs;
 use serde_json::json;
@@ -23,6 +24,21 @@ pub struct Args {
     pub hyper: HyperOpts,
 }
 
+/// Version of the `inspect --json` document.
+pub const INSPECT_SCHEMA_VERSION: u32 = 1;
+
+/// A symbolic shape as a JSON array: fixed sides as numbers, symbolic ones (`"N"`, `"H/2"`)
+/// as strings.
+fn shape_json(s: &spikerc_compiler::ir::Shape) -> serde_json::Value {
+    use spikerc_compiler::ir::Dim;
+    s.0.iter()
+        .map(|d| match d {
+            Dim::Fixed(v) => json!(v),
+            other => json!(other.to_string()),
+        })
+        .collect()
+}
+
 /// Per-node rows: module path, op, value fact, parameter count.
 fn layers(g: &Graph) -> Vec<serde_json::Value> {
     g.topo_order()
@@ -32,7 +48,7 @@ fn layers(g: &Graph) -> Vec<serde_json::Value> {
             let n = g.node(id);
             let params: usize = n.op.params().iter().map(|(_, t)| t.len()).sum();
             json!({"id": id.to_string(), "name": n.name, "op": n.op.mnemonic(), "kind": n.fact.kind.to_string(),
-                   "shape": n.fact.shape.to_string(), "dtype": n.fact.dtype.to_string(), "params": params})
+                   "shape": shape_json(&n.fact.shape), "dtype": n.fact.dtype.to_string(), "params": params})
         })
         .collect()
 }
@@ -44,8 +60,8 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         let art = Artifact::from_bytes(&bytes, &a.file.display().to_string())?;
         let g = art.graph.graph();
         if a.json {
-            let v = json!({"kind": "artifact", "meta": art.meta, "nodes": g.node_count(), "params": g.param_count(),
-                           "spatial_divisor": g.spatial_divisor(), "report": art.report, "layers": layers(g),
+            let v = json!({"schema_version": INSPECT_SCHEMA_VERSION, "kind": "artifact", "meta": art.meta, "nodes": g.node_count(), "params": g.param_count(),
+                           "spatial_divisor": g.spatial_divisor(), "report": art.report.document(), "layers": layers(g),
                            "ir": if a.ir { Some(g.to_text()) } else { None }});
             println!("{}", serde_json::to_string_pretty(&v)?);
         } else if a.ir {
@@ -66,12 +82,13 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     let ckpt = Checkpoint::load(&a.file)?;
     let arch = Architecture::infer(&ckpt)?;
     if a.ir {
-        let imported = spikerir::import(&ckpt, &a.hyper.resolve()?)?;
+        let imported = spikerir::import(&ckpt, &a.hyper.resolve(Some(&a.file))?)
+            .map_err(|e| a.hyper.hint(&a.file, e.into()))?;
         if a.json {
             println!(
                 "{}",
                 serde_json::to_string_pretty(
-                    &json!({"kind": "checkpoint", "ir": imported.graph.to_text()})
+                    &json!({"schema_version": INSPECT_SCHEMA_VERSION, "kind": "checkpoint", "ir": imported.graph.to_text()})
                 )?
             );
         } else {
@@ -83,9 +100,9 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         let tensors: Vec<_> = ckpt
             .tensors
             .iter()
-            .map(|(k, t)| json!({"key": k, "dtype": t.dtype, "shape": t.shape}))
+            .map(|(k, t)| json!({"key": k, "dtype": t.dtype.to_lowercase(), "shape": t.shape}))
             .collect();
-        let v = json!({"kind": "checkpoint", "architecture": arch, "params": ckpt.param_count(), "tensors": tensors});
+        let v = json!({"schema_version": INSPECT_SCHEMA_VERSION, "kind": "checkpoint", "architecture": arch, "params": ckpt.param_count(), "tensors": tensors});
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!("checkpoint {}", a.file.display());
@@ -100,6 +117,15 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A [`shape_json`] array as the IR prints it: `[N, 16, H/2, W/2]`.
+fn shape_text(v: &serde_json::Value) -> String {
+    let dims: Vec<String> = v
+        .as_array()
+        .map(|a| a.iter().map(|d| d.as_str().map_or_else(|| d.to_string(), str::to_string)).collect())
+        .unwrap_or_default();
+    format!("[{}]", dims.join(", "))
 }
 
 fn print_layer_table(g: &Graph) {
@@ -129,7 +155,7 @@ fn print_layer_table(g: &Graph) {
                     "{}<{}>{}",
                     row["kind"].as_str().unwrap_or(""),
                     row["dtype"].as_str().unwrap_or(""),
-                    row["shape"].as_str().unwrap_or("")
+                    shape_text(&row["shape"])
                 ),
                 row["params"]
             );

@@ -3,18 +3,18 @@
 //!
 //! Runs a compiled artifact on an image or tensor file of any size (reflect-padded to the
 //! model's divisor and cropped back), a batch (`.safetensors` `[N, 3, H, W]`), or a directory
-//! of images (one output per input, with a progress bar). The default engine is the
+//! of images (one output per input, with a progress bar on a terminal; `--shard K/N` runs every
+//! N-th file by name). `--sigma S [--seed N]` adds eval's Gaussian noise to each input first. The default engine is the
 //! event-driven runtime; `--engine interp` runs the reference interpreter (the oracle).
 
 use anyhow::{bail, Context};
-use clap::{Args as ClapArgs, ValueEnum};
-use serde_json::{json, Value};
+use clap::{Args as ClapArgs, Subcommand, ValueEnum};
 use spikerc_check::engine::{self, artifact_engine, EngineKind};
 use spikerc_compiler::interp::Array;
 use spikerc_compiler::Artifact;
-use spikerc_runtime::{max_threads, tile, OpCounts, Program, RunOptions, RunResult, RuntimeError};
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use spikerc_check::stats::{self, InputStats, RunInfo};
+use spikerc_runtime::{max_threads, tile, Program, RunOptions, RunResult, RuntimeError};
+use std::path::{Path, PathBuf};
 
 use crate::io::{check_output_path, encode_output, is_deep_image, is_input_file, read_input};
 use crate::outputs::Outputs;
@@ -28,16 +28,20 @@ pub enum Engine {
 }
 
 #[derive(ClapArgs)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    #[command(subcommand)]
+    pub merge: Option<Sub>,
     /// Compiled artifact.
-    pub artifact: PathBuf,
+    #[arg(required = true)]
+    pub artifact: Option<PathBuf>,
     /// Input: .safetensors (tensor `input`, [N,3,H,W] f32 in [0,1]), an image (PNG/JPEG), or a
     /// directory of those.
-    #[arg(long)]
-    pub input: PathBuf,
+    #[arg(long, required = true)]
+    pub input: Option<PathBuf>,
     /// Output: .safetensors (tensor `output`) or an image; a directory when the input is one.
-    #[arg(long)]
-    pub output: PathBuf,
+    #[arg(long, required = true)]
+    pub output: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "event")]
     pub engine: Engine,
     /// Accumulate convolutions in f64 (interpreter only): for judging against a float64
@@ -57,9 +61,92 @@ pub struct Args {
     /// whose estimated peak exceeds it run in the largest tiles that fit, or are refused.
     #[arg(long)]
     pub max_memory: Option<String>,
-    /// Write spike counts per LIF module (`spikes`) and op counts per module (`ops`) as JSON.
+    /// Write spike counts per LIF module (`spikes`), op counts per module (`ops`), the threads
+    /// used and one entry per input (`images`) as JSON (fields: docs/json.md).
     #[arg(long)]
     pub stats: Option<PathBuf>,
+    /// Add Gaussian noise of standard deviation S (0-255 scale) to each input first, seeded
+    /// from --seed and the file name: the noise `spikerc eval --sigma S --seed N` adds.
+    #[arg(long, value_name = "S")]
+    pub sigma: Option<f32>,
+    /// Base seed of the --sigma noise.
+    #[arg(long, default_value_t = 0, requires = "sigma")]
+    pub seed: u64,
+    /// Run only shard K of N of a directory input (every N-th file by name, 1 <= K <= N).
+    #[arg(long)]
+    pub shard: Option<spikerc_models::shard::Shard>,
+}
+
+impl Args {
+    /// ARTIFACT (required unless `merge`).
+    fn artifact(&self) -> &Path {
+        self.artifact.as_deref().unwrap_or(Path::new(""))
+    }
+    /// `--input` (required unless `merge`).
+    fn input(&self) -> &Path {
+        self.input.as_deref().unwrap_or(Path::new(""))
+    }
+    /// `--output` (required unless `merge`).
+    fn output(&self) -> &Path {
+        self.output.as_deref().unwrap_or(Path::new(""))
+    }
+}
+
+#[derive(Subcommand)]
+pub enum Sub {
+    /// Join the --stats documents of `run DIR --shard K/N` runs (every shard once) into the
+    /// document of one run over the whole directory.
+    Merge(MergeArgs),
+}
+
+#[derive(ClapArgs)]
+pub struct MergeArgs {
+    /// The shards' `run --stats` documents.
+    #[arg(required = true)]
+    pub parts: Vec<PathBuf>,
+    /// The merged document.
+    #[arg(long)]
+    pub stats: PathBuf,
+}
+
+/// `spikerc run merge`.
+fn merge_main(m: MergeArgs) -> anyhow::Result<()> {
+    let mut outs = Outputs::new();
+    for p in &m.parts {
+        outs.input(p);
+    }
+    outs.claim(&m.stats, "--stats")?;
+    let mut docs = vec![];
+    for p in &m.parts {
+        let name = p.display().to_string();
+        let bytes = std::fs::read(p).with_context(|| format!("{name}: cannot read"))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{name}: not JSON: {e}"))?;
+        docs.push((name, v));
+    }
+    let doc = stats::merge(&docs).map_err(anyhow::Error::msg)?;
+    outs.write(&m.stats, &serde_json::to_vec_pretty(&doc)?)?;
+    outs.commit()?;
+    println!(
+        "merged {} shards ({} inputs, {} spikes) -> {}",
+        docs.len(),
+        doc["images"].as_array().map_or(0, Vec::len),
+        doc["ops"]["total"]["spikes_out"],
+        m.stats.display()
+    );
+    Ok(())
+}
+
+/// Reads one input and adds the `--sigma` noise (eval's definition: seeded from `--seed` and
+/// the file name).
+fn read_noisy(a: &Args, path: &std::path::Path) -> anyhow::Result<Array> {
+    let mut x = read_input(path)?;
+    if let Some(sigma) = a.sigma {
+        use spikerc_models::eval::noise;
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        x.data = noise::add_gaussian(&x.data, sigma, noise::image_seed(a.seed, &name));
+    }
+    Ok(x)
 }
 
 /// Runs one input array with the chosen engine; any H x W.
@@ -128,23 +215,10 @@ fn flag_error(a: &Args, e: RuntimeError) -> anyhow::Error {
     }
 }
 
-fn ops_json(ops: &BTreeMap<String, OpCounts>) -> Value {
-    let row = |c: &OpCounts| {
-        json!({"spikes_in": c.spikes_in, "spikes_out": c.spikes_out, "ac": c.ac, "mac": c.mac,
-               "neuron_updates": c.neuron_updates})
-    };
-    let mut total = OpCounts::default();
-    let mut modules = serde_json::Map::new();
-    for (m, c) in ops {
-        total.add(c);
-        if *c != OpCounts::default() {
-            modules.insert(m.clone(), row(c));
-        }
-    }
-    json!({"total": row(&total), "modules": modules})
-}
-
 pub fn main(a: Args) -> anyhow::Result<()> {
+    if let Some(Sub::Merge(m)) = a.merge {
+        return merge_main(m);
+    }
     if a.engine == Engine::Interp && a.tile.is_some() {
         bail!("--tile needs the event engine (drop --engine interp)");
     }
@@ -160,92 +234,123 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         );
     }
     budget(&a)?;
+    if let Some(s) = a.sigma {
+        if !(s.is_finite() && s >= 0.0) {
+            bail!("--sigma {s}: must be a finite number >= 0");
+        }
+    }
+    if a.shard.is_some() && !a.input().is_dir() {
+        bail!("--shard needs a directory --input ({} is a file)", a.input().display());
+    }
     // Every destination is checked before any work; outputs land together at the end.
     let mut outs = Outputs::new();
-    outs.input(&a.artifact).input(&a.input);
-    let input_is_dir = a.input.is_dir();
+    outs.input(a.artifact()).input(a.input());
+    let input_is_dir = a.input().is_dir();
     if input_is_dir {
-        outs.claim_dir(&a.output, "--output")?;
+        outs.claim_dir(a.output(), "--output")?;
     } else {
-        if a.output.is_dir() {
+        if a.output().is_dir() {
             bail!(
                 "{}: output is a directory but the input {} is a file",
-                a.output.display(),
-                a.input.display()
+                a.output().display(),
+                a.input().display()
             );
         }
-        check_output_path(&a.output)?;
-        outs.claim(&a.output, "--output")?;
+        check_output_path(a.output())?;
+        outs.claim(a.output(), "--output")?;
     }
     if let Some(p) = &a.stats {
         outs.claim(p, "--stats")?;
     }
-    let art = Artifact::load(&a.artifact)?;
+    let art = Artifact::load(a.artifact())?;
     let program = (a.engine == Engine::Event).then(|| Program::new(&art.graph));
     if let (Some(p), Some(t)) = (&program, a.tile) {
         tile::check_tile(p, t, a.overlap).map_err(|e| flag_error(&a, e))?;
     }
     let start = std::time::Instant::now();
-    let (result, shapes) = if input_is_dir {
+    let inputs = if input_is_dir {
         run_dir(&a, &art, program.as_ref(), &mut outs)?
     } else {
-        let input = read_input(&a.input)?;
+        let input = read_noisy(&a, a.input())?;
+        let t0 = std::time::Instant::now();
         let res = run_one(&a, &art, program.as_ref(), &input)?;
-        let bytes = encode_output(&a.output, &res.outputs[0], is_deep_image(&a.input))?;
-        outs.write(&a.output, &bytes)?;
-        (res, vec![input.shape.clone()])
+        let bytes = encode_output(a.output(), &res.outputs[0], is_deep_image(a.input()))?;
+        outs.write(a.output(), &bytes)?;
+        vec![input_stats(a.input(), &input, res, t0)]
     };
     let elapsed = start.elapsed();
+    let info = RunInfo {
+        engine: match a.engine {
+            Engine::Event => "event",
+            Engine::Interp => "interp",
+        },
+        wide: a.wide,
+        threads: match a.engine {
+            Engine::Event => spikerc_runtime::threads_used(a.threads),
+            Engine::Interp => 1,
+        },
+        simd: program.as_ref().map(|p| p.level().name()),
+        shard: a.shard,
+    };
+    let doc = stats::document(&info, &inputs, elapsed.as_secs_f64() * 1e3);
     if let Some(p) = &a.stats {
-        let s = json!({
-            "engine": format!("{:?}", a.engine).to_lowercase(),
-            "wide": a.wide,
-            "threads": spikerc_runtime::threads_used(a.threads),
-            "simd": program.as_ref().map(|p| p.level().name()),
-            "input_shapes": shapes,
-            "spikes": result.spikes,
-            "ops": ops_json(&result.ops),
-            "seconds": elapsed.as_secs_f64(),
-        });
-        outs.write(p, &serde_json::to_vec_pretty(&s)?)?;
+        outs.write(p, &serde_json::to_vec_pretty(&doc)?)?;
     }
     outs.commit()?;
-    let total = result.total_ops();
-    let spikes: u64 = result.spikes.values().sum();
+    let total = &doc["ops"]["total"];
+    let spikes: u64 = inputs.iter().flat_map(|i| i.spikes.values()).sum();
     println!(
         "ran {} ({:?} engine) on {} input(s) -> {} in {:.3}s ({} spikes, firing rate {:.3}, {} AC, {} MAC)",
-        a.artifact.display(),
+        a.artifact().display(),
         a.engine,
-        shapes.len(),
-        a.output.display(),
+        inputs.len(),
+        a.output().display(),
         elapsed.as_secs_f64(),
         spikes,
-        spikes as f64 / total.neuron_updates.max(1) as f64,
-        total.ac,
-        total.mac
+        doc["firing_rate"].as_f64().unwrap_or(0.0),
+        total["ac"],
+        total["mac"]
     );
     Ok(())
 }
 
-/// Runs every image/tensor file of a directory, staging same-named outputs into `a.output`.
+/// The stats entry of one input (`t0`: when its run started).
+fn input_stats(path: &std::path::Path, input: &Array, res: RunResult, t0: std::time::Instant) -> InputStats {
+    InputStats {
+        name: path.file_name().map(|n| n.to_string_lossy().into_owned()),
+        shape: input.shape.clone(),
+        spikes: res.spikes,
+        ops: res.ops,
+        wall_ms: t0.elapsed().as_secs_f64() * 1e3,
+    }
+}
+
+/// Runs every image/tensor file of a directory, staging same-named outputs into `a.output()`.
 /// Files that are neither images nor tensors are named in one note (never skipped silently).
 fn run_dir(
     a: &Args,
     art: &Artifact,
     program: Option<&Program>,
     outs: &mut Outputs,
-) -> anyhow::Result<(RunResult, Vec<Vec<usize>>)> {
-    let mut all: Vec<PathBuf> = std::fs::read_dir(&a.input)
-        .with_context(|| format!("{}: cannot list", a.input.display()))?
+) -> anyhow::Result<Vec<InputStats>> {
+    let mut all: Vec<PathBuf> = std::fs::read_dir(a.input())
+        .with_context(|| format!("{}: cannot list", a.input().display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     all.sort();
     let (files, other): (Vec<PathBuf>, Vec<PathBuf>) =
         all.into_iter().partition(|p| p.is_file() && is_input_file(p));
+    let n_files = files.len();
+    let files = spikerc_models::shard::select(a.shard, files, |p| {
+        p.file_name().unwrap_or_default().to_string_lossy().into_owned()
+    });
+    if let (Some(s), true) = (a.shard, files.is_empty() && n_files > 0) {
+        bail!("--shard {s}: no files in this shard ({} holds {n_files})", a.input().display());
+    }
     if files.is_empty() {
         bail!(
             "{}: no image (.png, .jpg, .tif, .bmp, .webp) or .safetensors files in the directory",
-            a.input.display()
+            a.input().display()
         );
     }
     if !other.is_empty() {
@@ -255,7 +360,7 @@ fn run_dir(
             .collect();
         eprintln!(
             "note: {}: {} entr{} not run (not an image or .safetensors file): {}",
-            a.input.display(),
+            a.input().display(),
             names.len(),
             if names.len() == 1 { "y" } else { "ies" },
             names.join(", ")
@@ -264,37 +369,25 @@ fn run_dir(
     // Name every destination and read every input first, so a bad file fails before any work.
     let dests: Vec<PathBuf> = files
         .iter()
-        .map(|f| a.output.join(f.file_name().expect("listed files have names")))
+        .map(|f| a.output().join(f.file_name().expect("listed files have names")))
         .collect();
     for d in &dests {
         outs.claim(d, "an output of --output")?;
     }
     let inputs: Vec<Array> = files
         .iter()
-        .map(|f| read_input(f))
+        .map(|f| read_noisy(a, f))
         .collect::<anyhow::Result<_>>()?;
-    let bar = indicatif::ProgressBar::new(files.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} {elapsed_precise} eta {eta} {msg}",
-        )
-        .expect("valid template"),
-    );
-    let mut total = RunResult::default();
-    let mut shapes = vec![];
+    let bar = crate::progress::Progress::items(files.len() as u64, "files");
+    let mut stats = vec![];
     for ((f, input), out) in files.iter().zip(&inputs).zip(&dests) {
-        bar.set_message(
-            f.file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned(),
-        );
+        bar.message(f.file_name().unwrap_or_default().to_string_lossy());
+        let t0 = std::time::Instant::now();
         let res = run_one(a, art, program, input)?;
         outs.write(out, &encode_output(out, &res.outputs[0], is_deep_image(f))?)?;
-        total.merge_counts(&res);
-        shapes.push(input.shape.clone());
-        bar.inc(1);
+        stats.push(input_stats(f, input, res, t0));
+        bar.inc();
     }
-    bar.finish_and_clear();
-    Ok((total, shapes))
+    drop(bar);
+    Ok(stats)
 }

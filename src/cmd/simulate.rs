@@ -81,9 +81,11 @@ pub fn compile_target(a: &super::compile::Args, target: &str) -> anyhow::Result<
         }
         Artifact::from_bytes(&bytes, &a.weights.display().to_string())?
     } else {
-        let hp = a.hyper.resolve()?;
-        spikerc_models::compile_checkpoint(&a.weights, &hp, a.options(Precision::F16))?
+        let hp = a.hyper.resolve(Some(&a.weights))?;
+        spikerc_models::compile_checkpoint(&a.weights, &hp, a.options(Precision::F16))
+            .map_err(|e| a.hyper.hint(&a.weights, e.into()))?
     };
+    let spinner = crate::progress::Progress::step("mapping onto the accelerator");
     let dep = lynxi::compile_with(
         &art,
         &machine,
@@ -93,8 +95,9 @@ pub fn compile_target(a: &super::compile::Args, target: &str) -> anyhow::Result<
         },
         a.schedule,
     )?;
+    drop(spinner);
     if let Some(r) = &a.report {
-        outs.write(r, &serde_json::to_vec_pretty(&art.report)?)?;
+        outs.write(r, &serde_json::to_vec_pretty(&art.report.document())?)?;
     }
     dep.write_dir(&a.output)?;
     outs.commit()?;
@@ -176,6 +179,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     }
     let (h, w) = (input.shape[2], input.shape[3]);
     let padded = input.pad_reflect_to_multiple(dep.artifact.graph.spatial_divisor());
+    let spinner = crate::progress::Progress::step("simulating");
     let sim = spikerc_targets::sim::simulate_image(
         &dep,
         &padded,
@@ -183,7 +187,8 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         Some([h, w]),
     )
         .with_context(|| format!("simulating {} on {}", a.dir.display(), a.input.display()))?;
-    let json = serde_json::to_vec_pretty(&sim.report)?;
+    drop(spinner);
+    let json = serde_json::to_vec_pretty(&sim.report.document())?;
     if let Some(o) = &a.output {
         outs.write(o, &encode_output(o, &sim.outputs[0].crop(h, w), is_deep_image(&a.input))?)?;
     }

@@ -158,7 +158,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             a.dim
         );
     }
-    let hp = a.hyper.resolve()?;
+    let hp = a.hyper.resolve(None)?;
     hp.validate()?;
     let arch = Architecture {
         dim: a.dim,
@@ -303,6 +303,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         .find(|p| p.phase == "student")
         .map(|p| p.val_psnr);
     let meta = json!({
+        "schema_version": spikerc_models::config::META_SCHEMA_VERSION,
         "architecture": "spikerir",
         "dim": arch.dim,
         "levels": arch.levels,
@@ -326,8 +327,8 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             "val_crop": a.val_crop,
             "val_sigma": val_sigma,
             "config": cfg,
-            "wall_seconds_this_invocation": wall,
-            "final_val_psnr": final_val,
+            "wall_ms_this_invocation": wall * 1e3,
+            "final_val_psnr_db": final_val,
             "curve_csv": "curve.csv",
         }
     });

@@ -75,7 +75,7 @@ fn load_input(p: &Option<PathBuf>) -> anyhow::Result<(Array, String)> {
 }
 
 pub fn main(a: Args) -> anyhow::Result<()> {
-    let hp = a.hyper.resolve()?;
+    let hp = a.hyper.resolve(Some(&a.weights))?;
     let ckpt = Checkpoint::load(&a.weights)?;
     let reference = Torch::new(&ckpt, &hp)?;
     let (art, art_label) = match &a.artifact {

@@ -84,8 +84,10 @@ impl PassManager {
     }
 }
 
-/// Storage precision of an artifact's parameters.
+/// Storage precision of an artifact's parameters (`"f32"`/`"f16"` in JSON; artifacts store
+/// the variant index, so the names do not touch the artifact format).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
 pub enum Precision {
     #[default]
     F32,
@@ -133,6 +135,21 @@ impl From<Precision> for OptimizeOptions {
 pub struct OptimizeReport {
     pub passes: Vec<PassRecord>,
     pub quantization: Option<QuantReport>,
+}
+
+/// Version of the compile report document (`spikerc compile --report`, Python
+/// `Artifact.report`); bumped on any incompatible change of its fields.
+pub const REPORT_SCHEMA_VERSION: u32 = 1;
+
+impl OptimizeReport {
+    /// The compile report document: `schema_version`, `passes`, `quantization`.
+    pub fn document(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("a report serializes");
+        if let Some(m) = v.as_object_mut() {
+            m.insert("schema_version".into(), REPORT_SCHEMA_VERSION.into());
+        }
+        v
+    }
 }
 
 /// The standard pipeline. `verify_each` forces verification after every pass (it is on by

@@ -3,6 +3,8 @@
 //! * [`metrics`] — PSNR and SSIM on 0–255 RGB (definitions in its docs).
 //! * [`noise`] — deterministic Gaussian noise for denoising.
 //! * [`data`] — image loading and input/target pairing.
+//! * [`document`] — the `eval --json` document (`schema_version`, per image and mean) and the
+//!   merge of shards.
 //! * `torch` (feature `torch`) — checkpoints through the libtorch reference.
 //!
 //! [`evaluate`] is engine-agnostic: the caller passes a `restore` function mapping a `[1, 3, H, W]`
@@ -13,6 +15,7 @@
 //! for PSNR).
 
 pub mod data;
+pub mod document;
 pub mod metrics;
 pub mod noise;
 #[cfg(feature = "torch")]
@@ -22,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use spikerc_compiler::interp::Array;
 use std::path::Path;
 
+pub use document::{merge, EvalDocument, EVAL_SCHEMA_VERSION};
 pub use data::{clean_dir, list_images, load_rgb8, pair_dir, Pair, Rgb8};
 
 /// Everything that can go wrong reading a test set or running an evaluation.
@@ -125,8 +129,11 @@ pub struct ImageScore {
     pub name: String,
     pub height: usize,
     pub width: usize,
-    /// PSNR of the model input against the target (the "before" number).
+    /// PSNR of the model input against the target (the "before" number), dB.
+    #[serde(rename = "input_psnr_db")]
     pub input_psnr: f64,
+    /// PSNR of the restored image against the target, dB.
+    #[serde(rename = "psnr_db")]
     pub psnr: f64,
     pub ssim: f64,
 }
@@ -134,9 +141,13 @@ pub struct ImageScore {
 /// Result of an evaluation: per image and mean scores.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// `"task": "denoise", "sigma", "seed"` or `"task": "derain"|"dehaze"`, at this level.
+    #[serde(flatten)]
     pub task: Task,
     pub images: Vec<ImageScore>,
+    #[serde(rename = "mean_input_psnr_db")]
     pub mean_input_psnr: f64,
+    #[serde(rename = "mean_psnr_db")]
     pub mean_psnr: f64,
     pub mean_ssim: f64,
 }
@@ -170,14 +181,14 @@ pub fn score(
 }
 
 /// Evaluates `restore` on `cases`. `divisor` is the model's spatial divisor (2^(levels-1)):
-/// inputs are reflect-padded to it and outputs cropped back. `progress(i, score)` is called
-/// after every image.
+/// inputs are reflect-padded to it and outputs cropped back. `progress(i, score, restored)` is called
+/// after every image with the restored `[1, 3, H, W]` image (cropped back).
 pub fn evaluate(
     task: Task,
     cases: &[Pair],
     divisor: usize,
     mut restore: impl FnMut(&Array) -> Result<Array, String>,
-    mut progress: impl FnMut(usize, &ImageScore),
+    mut progress: impl FnMut(usize, &ImageScore, &Array),
 ) -> Result<Report, EvalError> {
     let mut images = Vec::with_capacity(cases.len());
     for (i, pair) in cases.iter().enumerate() {
@@ -196,7 +207,7 @@ pub fn evaluate(
         }
         let restored = out.crop(target.h, target.w);
         let s = score(&pair.name, &input, &restored, &target)?;
-        progress(i, &s);
+        progress(i, &s, &restored);
         images.push(s);
     }
     Ok(summarize(task, images))
@@ -246,7 +257,7 @@ mod tests {
                 calls.push(x.shape.clone());
                 Ok(x.clone())
             },
-            |_, _| {},
+            |_, _, _| {},
         )
         .unwrap();
         // Padded to a multiple of 4 for the model, cropped back for scoring.
@@ -280,7 +291,7 @@ mod tests {
             s.input_psnr
         );
         let perfect = Array::new(vec![1, 3, 16, 16], t.to_unit());
-        let r = evaluate(task, &cases, 1, |_| Ok(perfect.clone()), |_, _| {}).unwrap();
+        let r = evaluate(task, &cases, 1, |_| Ok(perfect.clone()), |_, _, _| {}).unwrap();
         assert_eq!(r.mean_psnr, f64::INFINITY);
         assert!((r.mean_ssim - 1.0).abs() < 1e-12);
     }
@@ -307,7 +318,7 @@ mod tests {
             &cases,
             1,
             |_| Ok(Array::zeros(vec![1, 1, 16, 16])),
-            |_, _| {},
+            |_, _, _| {},
         )
         .unwrap_err();
         assert!(

@@ -4,10 +4,22 @@
 //! Per image: `latency_*`, `energy_pj`, `paper_energy_pj`, `ann_equivalent_energy_pj`,
 //! `energy_by_action`, module and core energies (a batch is divided by its image count).
 //! Over the whole input batch: `ops`, module counts, `steps`.
+//!
+//! The JSON document is [`Report::document`] (`schema_version` [`REPORT_SCHEMA_VERSION`]; the
+//! fields are described in `docs/json.md`): pJ maps are named `energy_by_action_pj`, byte
+//! counts are integers (accounted fractionally, written rounded).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
+
+/// Version of the simulation report document; bumped on any incompatible change of its fields.
+pub const REPORT_SCHEMA_VERSION: u32 = 1;
+
+/// A byte count accounted as a fraction (an average over slices), written as a whole number.
+fn whole_bytes<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(v.round().max(0.0) as u64)
+}
 
 /// Operation totals over the input batch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -20,11 +32,16 @@ pub struct Ops {
     pub dram_bytes: u64,
     pub packets: u64,
     pub packet_hops: u64,
+    #[serde(serialize_with = "whole_bytes")]
     pub weight_sram_read_bytes: f64,
+    #[serde(serialize_with = "whole_bytes")]
     pub state_sram_read_bytes: f64,
+    #[serde(serialize_with = "whole_bytes")]
     pub state_sram_write_bytes: f64,
+    #[serde(serialize_with = "whole_bytes")]
     pub reg_read_bytes: f64,
     /// Bytes over chip-to-chip links (0 on one chip).
+    #[serde(serialize_with = "whole_bytes")]
     pub chip_link_bytes: f64,
 }
 
@@ -61,6 +78,7 @@ pub struct TensorReport {
     pub sram_bytes: u64,
     pub dram_bytes: u64,
     /// DRAM bytes moved per image (writes + reads).
+    #[serde(serialize_with = "whole_bytes")]
     pub dram_traffic_bytes: f64,
 }
 
@@ -80,6 +98,7 @@ pub struct LowerBound {
     pub compute_cycles: f64,
     /// Tensors that must exist whole (all T, for a full-T consumer) beyond one chip's state
     /// SRAM: written and read back once each.
+    #[serde(serialize_with = "whole_bytes")]
     pub compulsory_dram_bytes: f64,
     pub latency_cycles: f64,
     pub latency_ms: f64,
@@ -103,6 +122,7 @@ pub struct ModuleReport {
     /// LIF modules: output spikes per neuron update; event-driven convs: input firing rate.
     pub firing_rate: Option<f64>,
     pub energy_pj: f64,
+    #[serde(rename = "energy_by_action_pj")]
     pub energy_by_action: BTreeMap<String, f64>,
 }
 
@@ -159,8 +179,10 @@ pub struct Report {
     /// The same architecture as an ANN: every conv (spiking ones too) dense, T = 1, 4.6 pJ/MAC.
     pub ann_equivalent_energy_pj: f64,
     /// `paper_energy_pj / ann_equivalent_energy_pj`.
+    #[serde(rename = "snn_ann_energy_ratio")]
     pub snn_ann_ratio: f64,
     pub ops: Ops,
+    #[serde(rename = "energy_by_action_pj")]
     pub energy_by_action: BTreeMap<String, f64>,
     pub cores_used: usize,
     pub mean_utilisation: f64,
@@ -185,6 +207,18 @@ pub struct Report {
     pub assumed: Vec<String>,
     /// Their values.
     pub assumed_values: BTreeMap<String, f64>,
+}
+
+impl Report {
+    /// The JSON document (`simulate --report`, Python `Deployment.simulate`): the report's
+    /// fields and `schema_version`.
+    pub fn document(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("a report serializes");
+        if let Some(m) = v.as_object_mut() {
+            m.insert("schema_version".into(), REPORT_SCHEMA_VERSION.into());
+        }
+        v
+    }
 }
 
 /// `1234567.0` pJ as `1.235 uJ`.
