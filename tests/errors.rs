@@ -245,3 +245,32 @@ fn wrong_tensor_channels_and_missing_input_tensor() {
     error: [TMP]/noinput.safetensors: no tensor named `input` (found: x)
     ");
 }
+
+/// A refused default hyperparameter suggests `--config`; a `meta.json` beside the checkpoint
+/// is used (with a note) when `--config` is absent.
+#[test]
+fn config_hint_and_meta_json_beside_the_checkpoint() {
+    let c = Case::new();
+    let ck = c.path("model.safetensors");
+    std::fs::copy(l3().join("model.safetensors"), &ck).unwrap();
+    let meta = l3().join("meta.json");
+    let out = c.path("out.spk");
+    // The fixture's own meta.json beside it: used, announced, same artifact as --config.
+    let o = common::ok(&["compile", l3().join("model.safetensors").to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let note = String::from_utf8_lossy(&o.stderr).replace(&shared_dir().display().to_string(), "[SHARED]");
+    assert_eq!(note, "note: using [SHARED]/fixtures/spikerir-l3-d16/meta.json for the hyperparameters (no --config given)\n");
+    let with_config = c.path("cfg.spk");
+    common::ok(&["compile", ck.to_str().unwrap(), "--config", meta.to_str().unwrap(), "-o", with_config.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&with_config).unwrap());
+    std::fs::remove_file(&out).unwrap();
+    // The shipped dim-8 model alone (no meta.json beside it): the default reduction_c 16 does
+    // not fit its 8 channels, and the error says to pass --config.
+    let d8 = c.path("d8.safetensors");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/models/trained/denoise-l3-d8/model.safetensors"), &d8).unwrap();
+    let e = c.fail(&["compile", d8.to_str().unwrap(), "-o", out.to_str().unwrap()], &out);
+    insta::assert_snapshot!(e, @"error: [TMP]/d8.safetensors: the default hyperparameters do not fit this checkpoint; pass the config it was trained with (--config meta.json): hyperparameter `mda.reduction_c` = 16: larger than the 8 channels of `encoder_level1.0.attn` (the channel MLP would have 0 hidden units)");
+    std::fs::write(c.path("mda.json"), r#"{"mda": {"reduction_c": 64}}"#).unwrap();
+    let e = c.fail(&["compile", ck.to_str().unwrap(), "--config", c.path("mda.json").to_str().unwrap(), "-o", out.to_str().unwrap()], &out);
+    assert!(!e.contains("--config meta.json"), "a given config gets no hint: {e}");
+    assert!(e.starts_with("error: hyperparameter `mda.reduction_c` = 64: larger than the"), "{e}");
+}

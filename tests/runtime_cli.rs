@@ -224,3 +224,48 @@ fn bad_run_inputs_are_one_clear_error_and_leave_no_output() {
     }
     insta::assert_snapshot!(msgs.join("\n"));
 }
+
+/// `run DIR --shard K/N`: each shard runs every N-th file by name into the same output folder,
+/// its `--stats` has one entry per file; `run merge` gives the counts of one whole run.
+#[test]
+fn directory_shards_merge_to_the_whole_run() {
+    let t = tempfile::tempdir().unwrap();
+    let art = t.path().join("l4.spk");
+    compile(&l4(), &art);
+    let dir = t.path().join("in");
+    std::fs::create_dir_all(&dir).unwrap();
+    for k in 0..3u32 {
+        image::RgbImage::from_fn(18 + k, 16, |x, y| image::Rgb([(x * 13) as u8, (y * 7 + k * 60) as u8, 40]))
+            .save(dir.join(format!("f{k}.png")))
+            .unwrap();
+    }
+    let j = |n: &str| t.path().join(n);
+    ok(&["run", s(&art), "--input", s(&dir), "--output", s(&j("whole")), "--stats", s(&j("whole.json"))]);
+    for k in 1..=2 {
+        let o = ok(&["run", s(&art), "--input", s(&dir), "--output", s(&j("parts")), "--shard", &format!("{k}/2"), "--stats", s(&j(&format!("s{k}.json")))]);
+        let want = if k == 1 { 2 } else { 1 };
+        assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("on {want} input(s)")));
+    }
+    for k in 0..3 {
+        let f = format!("f{k}.png");
+        assert_eq!(std::fs::read(j("whole").join(&f)).unwrap(), std::fs::read(j("parts").join(&f)).unwrap(), "{f}");
+    }
+    ok(&["run", "merge", s(&j("s2.json")), s(&j("s1.json")), "--stats", s(&j("merged.json"))]);
+    let read = |n: &str| -> serde_json::Value { serde_json::from_slice(&std::fs::read(j(n)).unwrap()).unwrap() };
+    let (whole, merged) = (read("whole.json"), read("merged.json"));
+    assert!(whole["threads"].as_u64().unwrap() >= 1, "threads used, not the flag's 0");
+    let names: Vec<_> = whole["images"].as_array().unwrap().iter().map(|i| i["name"].clone()).collect();
+    assert_eq!(names, ["f0.png", "f1.png", "f2.png"]);
+    for key in ["spikes", "ops", "input_shapes", "firing_rate", "engine", "simd", "shard"] {
+        assert_eq!(merged[key], whole[key], "{key}");
+    }
+    let strip = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+        v["images"].as_array().unwrap().iter().map(|i| { let mut i = i.clone(); i.as_object_mut().unwrap().remove("wall_ms"); i }).collect()
+    };
+    assert_eq!(strip(&merged), strip(&whole));
+    let o = spikerc_output(&["run", "merge", s(&j("s1.json")), "--stats", s(&j("bad.json"))]);
+    assert!(!o.status.success() && !j("bad.json").exists());
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "error: shard 2/2 is missing (merge needs all 2)\n");
+    let o = spikerc_output(&["run", s(&art), "--input", s(&dir.join("f0.png")), "--output", s(&j("x.png")), "--shard", "1/2"]);
+    assert_eq!(String::from_utf8_lossy(&o.stderr), format!("error: --shard needs a directory --input ({} is a file)\n", dir.join("f0.png").display()));
+}
