@@ -1,5 +1,5 @@
 //! Golden suites: the project's suite over the shared fixtures (every engine and precision)
-//! passes `spikerc golden check`; changing one weight of a copied fixture makes check fail
+//! passes `spikerc golden check` (run as `--shard K/3` shards that partition it); changing one weight of a copied fixture makes check fail
 //! with a readable diff naming case and field; bad suites are one clear error.
 #![cfg(feature = "torch")]
 
@@ -23,15 +23,44 @@ fn golden(args: &[&str], suite: &Path) -> (Output, String, String) {
     (o, out, err)
 }
 
+/// The project suite passes, run as the three shards of a job array would run it: each shard
+/// passes on its own, and together they run every case of the suite exactly once (the split
+/// `spikerc_models::shard` promises: every N-th by name, sizes within one).
 #[test]
-fn project_suite_passes() {
+fn project_suite_passes_in_shards_that_partition_it() {
     let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/suite.toml");
-    let (o, out, err) = golden(&["check"], &suite);
-    assert!(o.status.success(), "{out}{err}");
-    assert!(out.contains("golden check passed: 13 case(s)"), "{out}");
-    for engine in ["event", "interp", "torch"] {
-        assert!(out.contains(&format!("l4-{engine}-f32")), "{out}");
+    let names: Vec<String> = std::fs::read_to_string(&suite)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("name = \"")?.strip_suffix('"').map(str::to_string))
+        .collect();
+    assert_eq!(names.len(), 13, "{names:?}");
+    let mut seen: Vec<String> = Vec::new();
+    let mut sizes = Vec::new();
+    for k in 1..=3 {
+        let (o, out, err) = golden(&["check", "--shard", &format!("{k}/3")], &suite);
+        assert!(o.status.success(), "shard {k}/3: {out}{err}");
+        let ran: Vec<String> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("ok   "))
+            .map(|l| l.split_whitespace().next().unwrap().to_string())
+            .collect();
+        assert!(out.contains(&format!("golden check passed: {} case(s)", ran.len())), "{out}");
+        sizes.push(ran.len());
+        seen.extend(ran);
     }
+    assert_eq!(sizes, [5, 4, 4], "13 cases over 3 shards");
+    seen.sort();
+    let mut want = names.clone();
+    want.sort();
+    assert_eq!(seen, want, "the shards run every case exactly once");
+    for engine in ["event", "interp", "torch"] {
+        assert!(seen.contains(&format!("l4-{engine}-f32")), "{seen:?}");
+    }
+    // More shards than cases: a clear error, not a silent pass.
+    let (o, _, err) = golden(&["check", "--only", "trained-torch", "--shard", "2/2"], &suite);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(err, "error: --shard 2/2: no cases in this shard (the suite selects fewer cases than shards)\n");
 }
 
 #[test]

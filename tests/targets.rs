@@ -648,7 +648,18 @@ fn streaming_schedules_beat_layer_serial_and_stay_above_the_lower_bound() {
     assert!(auto.stages.iter().all(|s| !s.reason.is_empty()));
     assert!(auto.layers.iter().any(|l| l.dataflow.as_deref().is_some_and(|d| d.starts_with("output-stationary"))));
     assert!(auto.hops_per_spike > 0.0);
-    assert!(auto.hops_per_spike_placed_estimate <= auto.hops_per_spike_serpentine_estimate);
+    // The placement minimises the byte-hops of all on-chip traffic, starting from the
+    // serpentine walk: never worse than the walk on that objective.
+    for r in [&serial, &auto] {
+        assert!(r.hops_per_byte_placed_estimate > 0.0);
+        assert!(
+            r.hops_per_byte_placed_estimate <= r.hops_per_byte_serpentine_estimate,
+            "{} vs {}",
+            r.hops_per_byte_placed_estimate,
+            r.hops_per_byte_serpentine_estimate
+        );
+    }
+    assert!(auto.hops_per_spike_placed_estimate > 0.0 && auto.hops_per_spike_serpentine_estimate > 0.0);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `spikerc demo [--out DIR] [--model DIR] [--input IMAGE] [--sigma S]`: the main job end to
 //! end on a shipped model and a shipped image.
 //!
-//! Picks the shipped trained denoiser (`models/trained/denoise-l3-d8`, falling back to the
+//! Picks the shipped trained denoiser (`models/trained/denoise-l3-d16`, falling back to the
 //! shared `spikerir-l3-d16` fixture when the repository has none), takes the built-in Kodak
 //! crop (or `--input`), adds the model's Gaussian noise (deterministic seed) when it is a
 //! denoiser, compiles the checkpoint to f32 and to f16 (the deployment precision), runs both
@@ -31,7 +31,7 @@ use crate::io::{read_input, write_atomic, write_output};
 pub use spikerc_check::assets::{builtin_image, BUILTIN_NAME};
 
 /// The shipped trained model, relative to the repository.
-pub const SHIPPED_MODEL: &str = "models/trained/denoise-l3-d8";
+pub const SHIPPED_MODEL: &str = "models/trained/denoise-l3-d16";
 
 #[derive(ClapArgs)]
 pub struct Args {

@@ -141,7 +141,7 @@ pub fn compile_target(a: &super::compile::Args, target: &str) -> anyhow::Result<
             m
         });
     println!(
-        "  {} stages ({}); estimated hops per spike {:.2} (serpentine walk {:.2})",
+        "  {} stages ({}); estimated hops per spike {:.2} (serpentine walk {:.2}), per byte of all traffic {:.2} ({:.2})",
         s.stages,
         modes
             .iter()
@@ -149,7 +149,9 @@ pub fn compile_target(a: &super::compile::Args, target: &str) -> anyhow::Result<
             .collect::<Vec<_>>()
             .join(", "),
         s.hops_per_spike,
-        s.hops_per_spike_serpentine
+        s.hops_per_spike_serpentine,
+        s.hops_per_byte,
+        s.hops_per_byte_serpentine
     );
     Ok(())
 }

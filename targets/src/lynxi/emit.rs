@@ -207,7 +207,8 @@ pub(super) fn assemble(
     state_regions: Vec<Vec<super::Region>>,
     working: Vec<u64>,
     live: Vec<Vec<(u64, u64, usize, usize)>>,
-    [min_work, hops, hops_serpentine]: [f64; 3],
+    min_work: f64,
+    [[hops, hops_serpentine], [byte_hops, byte_hops_serpentine]]: [[f64; 2]; 2],
 ) -> Deployment {
     use super::*;
     use std::collections::BTreeSet;
@@ -350,6 +351,8 @@ pub(super) fn assemble(
         stages: stages.len(),
         hops_per_spike: hops,
         hops_per_spike_serpentine: hops_serpentine,
+        hops_per_byte: byte_hops,
+        hops_per_byte_serpentine: byte_hops_serpentine,
     };
     let input_node = g.input().expect("verified");
     let files = vec![

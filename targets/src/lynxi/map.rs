@@ -62,28 +62,32 @@ pub fn compile_with(
     }
 }
 
-/// Distinct reduction axis sets of a layer (each a pass over a buffered input).
-fn passes_of(g: &spikerc_compiler::Verified, nodes: &[NodeId]) -> (bool, usize) {
-    let mut axes: BTreeSet<Vec<usize>> = BTreeSet::new();
+/// Whether a layer needs all T of its input, and its passes over it ([`super::passes`]).
+/// `streaming`: not layer-serial; `band_fits`: an apply band of all T x C fits state SRAM.
+fn passes_of(
+    g: &spikerc_compiler::Verified,
+    nodes: &[NodeId],
+    layer_of: &BTreeMap<NodeId, usize>,
+    li: usize,
+    streaming: bool,
+    band_fits: bool,
+) -> (bool, super::passes::Passes) {
+    use super::passes::Reduction;
+    let mut reductions = Vec::new();
     let mut other = false;
-    let mut all_t = false;
     for &id in nodes {
+        let input = g.inputs(id).first().copied();
+        let rank = input.map_or(0, |i| g.node(i).fact.shape.rank());
+        let on_input = input.is_some_and(|i| layer_of.get(&i) != Some(&li));
         match &g.node(id).op {
-            Op::Reduce { axes: a, .. } => {
-                all_t = true;
-                axes.insert(a.clone());
-            }
-            Op::MeanTime => {
-                all_t = true;
-                axes.insert(vec![0]);
-            }
+            Op::Reduce { axes, .. } => reductions.push(Reduction { axes: axes.clone(), rank, on_input }),
+            Op::MeanTime => reductions.push(Reduction { axes: vec![0], rank, on_input }),
             _ => other = true,
         }
     }
-    if !all_t {
-        return (false, 1);
-    }
-    (true, axes.len() + usize::from(other))
+    let all_t = !reductions.is_empty();
+    let p = super::passes::plan(&reductions, other, streaming, band_fits);
+    (all_t, if all_t { p } else { super::passes::Passes { count: 1, on_write: 0, in_band: 0, separate: 0 } })
 }
 
 fn out_of_cores(
@@ -120,6 +124,7 @@ fn assign(
     infos: &BTreeMap<NodeId, NodeInfo>,
     order: &[NodeId],
     machine: &Machine,
+    streaming: bool,
 ) -> (Vec<LayerDraft>, BTreeMap<NodeId, usize>) {
     let mut drafts: Vec<LayerDraft> = Vec::new();
     let mut layer_of: BTreeMap<NodeId, usize> = BTreeMap::new();
@@ -161,28 +166,63 @@ fn assign(
                 halo: 0,
                 needs_all_t: false,
                 passes: 1,
+                pass_plan: super::passes::Passes { count: 1, on_write: 0, in_band: 0, separate: 0 },
             });
             drafts.len() - 1
         });
         drafts[li].nodes.push(id);
         layer_of.insert(id, li);
     }
-    for d in &mut drafts {
+    // An apply band of a full-T layer holds `line_rows(halo)` rows of all T x C of its
+    // inputs; it must fit the chip's state SRAM beside the working tiles.
+    let band_room = machine.core.state_sram_bytes * machine.cores_per_chip() as u64
+        / TILE_SRAM_DIVISOR
+        * (TILE_SRAM_DIVISOR - 1);
+    for (li, d) in drafts.iter_mut().enumerate() {
         let mut seen_params: BTreeSet<(String, &'static str)> = BTreeSet::new();
         let last = &infos[d.nodes.last().expect("non-empty")];
         d.out_shape = last.shape.clone();
         d.channels = channels_of(&last.shape).max(1);
-        (d.needs_all_t, d.passes) = passes_of(g, &d.nodes);
+        for id in &d.nodes {
+            if let Op::Conv2d(c) = &g.node(*id).op {
+                d.halo = d.halo.max(c.kernel()[0].saturating_sub(1));
+            }
+        }
+        let ext: BTreeSet<NodeId> = d
+            .nodes
+            .iter()
+            .flat_map(|id| g.inputs(*id))
+            .filter(|i| layer_of.get(i) != Some(&li))
+            .collect();
+        let band: u64 = ext
+            .iter()
+            .map(|i| {
+                let info = &infos[i];
+                let rows = spatial(&info.shape).0.max(1);
+                let lines = schedule::line_rows(d.halo).min(rows) as u64;
+                value_bytes(info.kind, info.out_elems() / rows as u64 * lines)
+            })
+            .sum();
+        let (all_t, passes) = passes_of(g, &d.nodes, &layer_of, li, streaming, band <= band_room);
+        d.needs_all_t = all_t;
+        d.passes = passes.count;
+        d.pass_plan = passes;
+        if streaming {
+            // A streaming slice also sends its output rows over the mesh, one packet per
+            // cycle from its router: a layer whose output outweighs its arithmetic (a
+            // residual add, a concat) is sliced for that too.
+            let out = &infos[d.nodes.last().expect("non-empty")];
+            let t_steps = g.time_steps();
+            d.work += step_wire_bytes(machine, out, t_steps) * out.steps.max(1) as f64
+                / machine.noc.packet_payload_bytes.max(1) as f64;
+        }
         for id in &d.nodes {
             let i = &infos[id];
             d.work += node_work(machine, i);
             let node = g.node(*id);
             let co = channels_of(&i.shape);
             match &node.op {
-                Op::Conv2d(c) => {
-                    d.mixes_channels = true;
-                    d.halo = d.halo.max(c.kernel()[0].saturating_sub(1));
-                }
+                Op::Conv2d(_) => d.mixes_channels = true,
                 Op::AxisLinear { .. } | Op::Reduce { .. } | Op::Concat { .. } => {
                     d.mixes_channels = true
                 }
@@ -268,7 +308,7 @@ fn map(
     let t_steps = g.time_steps();
     let infos = node_infos(g, 1, h, w);
     let order = g.topo_order().expect("verified");
-    let (drafts, layer_of) = assign(g, &infos, &order, machine);
+    let (drafts, layer_of) = assign(g, &infos, &order, machine, sched != Schedule::LayerSerial);
     let nl = drafts.len();
     let cap = machine.core.weight_sram_bytes;
     for d in &drafts {
@@ -363,7 +403,8 @@ fn map(
     let min_work =
         (MIN_SLICE_STEP_FACTOR * machine.noc.barrier_cycles.max(1) as f64) * t_steps as f64;
     let mut pieces: Vec<Piece> = Vec::new();
-    let mut hop_cost = (0f64, 0f64, 0f64); // (serpentine, placed, spike bytes)
+    let mut hop_cost = (0f64, 0f64, 0f64); // spikes: (serpentine, placed, bytes)
+    let mut all_cost = (0f64, 0f64, 0f64); // all traffic, the placement's objective: the same
     for chip in 0..chips {
         let layers: Vec<usize> = (0..nl).filter(|&l| chip_of_layer[l] == chip).collect();
         if layers.is_empty() {
@@ -378,7 +419,9 @@ fn map(
             let slots: Vec<usize> = (0..cpc).collect();
             let mut ps = place::balanced(&drafts, &layers, &stage_of, &slots, cap)
                 .map_err(|(l, c0)| out_of_cores(&drafts, machine, l, c0, &layers))?;
-            // Slot b starts at walk[b]; the local search permutes slots over positions.
+            // The search starts from the serpentine layout the report compares with (slots
+            // along the walk in first-use order of the slices) and permutes slots over
+            // positions, so the placed byte-hops never exceed the serpentine ones.
             let flows = piece_flows(machine, &drafts, &edge_drafts, &infos, &ps, t_steps);
             let bin_flows: Vec<(usize, usize, f64)> =
                 flows.iter().map(|f| (ps[f.0].core, ps[f.1].core, f.2)).collect();
@@ -386,7 +429,8 @@ fn map(
                 let (pa, pb) = (machine.position(a), machine.position(b));
                 (pa.0.abs_diff(pb.0) + pa.1.abs_diff(pb.1)) as f64
             };
-            let (pos, _, _) = place::improve(cpc, &walk, &bin_flows, dist);
+            let start = serpentine_start(cpc, &walk, &ps);
+            let (pos, _, _) = place::improve(cpc, &start, &bin_flows, dist);
             for p in &mut ps {
                 p.core = pos[p.core];
             }
@@ -395,19 +439,20 @@ fn map(
         // Hops per spike of this chip's spike traffic: placed, and along the walk.
         let flows = piece_flows(machine, &drafts, &edge_drafts, &infos, &chip_pieces, t_steps);
         for (a, b, bytes, spikes) in flows.iter().map(|f| (f.0, f.1, f.2, f.3)) {
-            if !spikes {
-                continue;
-            }
             let (ca, cb) = (chip_pieces[a].core, chip_pieces[b].core);
             let d = |x: usize, y: usize| {
                 let (px, py) = (machine.position(x), machine.position(y));
                 (px.0.abs_diff(py.0) + px.1.abs_diff(py.1)) as f64
             };
-            hop_cost.1 += bytes * d(ca, cb);
-            hop_cost.2 += bytes;
+            all_cost.1 += bytes * d(ca, cb);
+            all_cost.2 += bytes;
+            if spikes {
+                hop_cost.1 += bytes * d(ca, cb);
+                hop_cost.2 += bytes;
+            }
         }
-        let serp = serpentine_cost(machine, &walk, &chip_pieces, &flows);
-        hop_cost.0 += serp;
+        hop_cost.0 += serpentine_cost(machine, &walk, &chip_pieces, &flows, true);
+        all_cost.0 += serpentine_cost(machine, &walk, &chip_pieces, &flows, false);
         pieces.extend(chip_pieces.into_iter().map(|mut p| {
             p.core += base;
             p
@@ -469,7 +514,14 @@ fn map(
             (Schedule::LayerSerial, _) => (StageMode::LayerSerial, "asked: layer-serial".to_string()),
             (_, true) => (
                 StageMode::FullT,
-                "needs all T of its input (reductions over time or the whole image)".to_string(),
+                format!(
+                    "needs all T of its input (reductions over time or the whole image): {}",
+                    (0..nl)
+                        .filter(|&l| stage_of[l] == s)
+                        .map(|l| drafts[l].pass_plan.describe())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             ),
             (Schedule::Pipelined, _) => (StageMode::Pipelined, "asked: pipelined".to_string()),
             (Schedule::Fused, _) => (StageMode::Fused, "asked: fused".to_string()),
@@ -502,6 +554,7 @@ fn map(
     // Edges with their buffers.
     let mut edges: Vec<Edge> = Vec::new();
     let mut node_buffer: BTreeMap<NodeId, (BufferKind, usize, usize)> = BTreeMap::new(); // kind, producer, last consumer
+    let mut stream_need: BTreeMap<NodeId, (BufferKind, usize)> = BTreeMap::new(); // kind, last streaming consumer
     for e in &edge_drafts {
         if let (Some(f), Some(t)) = (e.from, e.to) {
             let fused = modes[stage_of[t]].0 == StageMode::Fused;
@@ -513,8 +566,18 @@ fn map(
             let b = node_buffer.entry(e.node).or_insert((kind, f, t));
             b.0 = b.0.max(kind);
             b.2 = b.2.max(t);
+            if kind < BufferKind::FullT {
+                let st = stream_need.entry(e.node).or_insert((kind, t));
+                st.0 = st.0.max(kind);
+                st.1 = st.1.max(t);
+            }
         }
     }
+    // A tensor buffered whole for a later consumer also streams to the consumers of its
+    // own stage (a block's input: its residual and shortcut now, its second add after the
+    // attention): they read the producer's rows over the mesh as they are made, from a
+    // line / one-step buffer of their own in the producer's SRAM, instead of the DRAM copy.
+    stream_need.retain(|n, _| node_buffer[n].0 == BufferKind::FullT);
     let buffer_bytes = |node: NodeId, kind: BufferKind| -> u64 {
         let info = &infos[&node];
         let whole = value_bytes(info.kind, info.out_elems());
@@ -558,6 +621,67 @@ fn map(
     let mut live: Vec<Vec<(u64, u64, usize, usize)>> = vec![vec![]; ncores];
     let mut state_regions: Vec<Vec<Region>> = vec![vec![]; ncores];
     let mut placed_bytes: BTreeMap<NodeId, (u64, u64, u64)> = BTreeMap::new(); // buffer, sram, dram
+    // The stream copies of whole-buffered tensors, all or nothing per tensor (on the
+    // producer slices' cores; a copy that does not fit leaves its consumers on DRAM).
+    let mut streamed: BTreeSet<NodeId> = BTreeSet::new();
+    for (&node, &(kind, last)) in &stream_need {
+        let from = node_buffer[&node].1;
+        let bytes = buffer_bytes(node, kind);
+        let (t0, t1) = (time_of(from), time_of(last));
+        let d = &drafts[from];
+        let mut placed: Vec<(usize, u64, u64)> = Vec::new();
+        let (mut ok, mut spill) = (true, 0u64);
+        for &ps in &layer_slices[from] {
+            let sl = &slices[ps];
+            let share = ((bytes as f64)
+                * ((sl.channels[1] - sl.channels[0]) as f64 / d.channels as f64)
+                * ((sl.rows[1] - sl.rows[0]) as f64 / d.rows().max(1) as f64))
+                .ceil() as u64;
+            match try_place(&mut live, &working, state_cap, sl.core, share, t0, t1) {
+                Some(off) => placed.push((sl.core, off, share)),
+                None => spill += share,
+            }
+        }
+        // What the producer cores cannot hold goes to the chip's cores with most room.
+        if spill > 0 {
+            let chip = chip_of_layer[from];
+            let mut by_room: Vec<(u64, usize)> = (chip * cpc..(chip + 1) * cpc)
+                .map(|c| (state_cap.saturating_sub(top_of(&live[c], &working, c, t0, t1)), c))
+                .collect();
+            by_room.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            for (room, c) in by_room {
+                if spill == 0 || room < ALIGN {
+                    break;
+                }
+                let take = spill.min(room / ALIGN * ALIGN);
+                if let Some(off) = try_place(&mut live, &working, state_cap, c, take, t0, t1) {
+                    placed.push((c, off, take));
+                    spill -= take;
+                }
+            }
+            ok = spill == 0;
+        }
+        if !ok {
+            for &(c, off, _) in &placed {
+                let k = live[c].iter().rposition(|r| r.0 == off && r.2 == t0 && r.3 == t1).expect("just placed");
+                live[c].remove(k);
+            }
+            continue;
+        }
+        streamed.insert(node);
+        for (c, off, share) in placed {
+            state_regions[c].push(Region {
+                sram: "state".into(),
+                offset: off,
+                bytes: share.div_ceil(ALIGN) * ALIGN,
+                what: format!(
+                    "stream {} +{share}, {} to its own stage's consumers, live stages {t0}..={t1}",
+                    g.node(node).name,
+                    if kind == BufferKind::Line { "line buffer" } else { "one step" }
+                ),
+            });
+        }
+    }
     // Streaming buffers (line, one step) first: they are small and, staged, would cost
     // DRAM traffic at every step; then whole tensors in production order.
     let mut candidates: Vec<(bool, usize, NodeId)> = node_buffer
@@ -664,6 +788,9 @@ fn map(
             sram_bytes: sram_b,
             dram_bytes: dram_b,
             crosses_chips: matches!((e.from, e.to), (Some(f), Some(t)) if chip_of_layer[f] != chip_of_layer[t]),
+            streamed: streamed.contains(&e.node)
+                && matches!((e.from, e.to), (Some(f), Some(t))
+                    if schedule::edge_buffer(&stage_of, &full_t, f, t, false) != BufferKind::FullT),
         });
     }
     let dram_need: u64 = placed_bytes.values().map(|p| p.2).sum();
@@ -691,7 +818,7 @@ fn map(
         let (Some(from), Some(to)) = (e.from_layer, e.to_layer) else {
             continue;
         };
-        if e.sram_bytes == 0 {
+        if e.sram_bytes == 0 && !e.streamed {
             continue;
         }
         for &ps in &layer_slices[from] {
@@ -831,10 +958,14 @@ fn map(
             }
         })
         .collect();
-    let hops = (
-        if hop_cost.2 > 0.0 { hop_cost.1 / hop_cost.2 } else { 0.0 },
-        if hop_cost.2 > 0.0 { hop_cost.0 / hop_cost.2 } else { 0.0 },
-    );
+    let per = |c: (f64, f64, f64)| {
+        if c.2 > 0.0 {
+            [c.1 / c.2, c.0 / c.2]
+        } else {
+            [0.0; 2]
+        }
+    };
+    let hops = [per(hop_cost), per(all_cost)];
     let dep = super::emit::assemble(
         art,
         machine,
@@ -850,7 +981,8 @@ fn map(
         state_regions,
         working,
         live,
-        [min_work, hops.0, hops.1],
+        min_work,
+        hops,
     );
     validate(&dep.manifest, Some(&dep)).map_err(MapError::Invalid)?;
     Ok(dep)
@@ -948,27 +1080,43 @@ fn piece_flows(
     out
 }
 
-/// Spike byte-hops of `pieces` with their bins (cores) laid along the serpentine walk in
+/// Position of each of `n` slots in the serpentine layout: slots in first-use order of
+/// `pieces` at `walk[0], walk[1], ...` (as [`serpentine_cost`] lays them), unused slots on
+/// the positions left, in order.
+fn serpentine_start(n: usize, walk: &[usize], pieces: &[Piece]) -> Vec<usize> {
+    let mut order: Vec<usize> = Vec::with_capacity(n);
+    let mut used = vec![false; n];
+    for p in pieces {
+        if !used[p.core] {
+            used[p.core] = true;
+            order.push(p.core);
+        }
+    }
+    order.extend((0..n).filter(|&b| !used[b]));
+    let mut start = vec![0; n];
+    for (i, &b) in order.iter().enumerate() {
+        start[b] = walk[i % walk.len()];
+    }
+    start
+}
+
+/// Byte-hops of `pieces` (spike traffic only when `spikes_only`) with their bins (cores) laid along the serpentine walk in
 /// the order the slices come (layer, channel, row): today's placement rule.
 fn serpentine_cost(
     m: &Machine,
     walk: &[usize],
     pieces: &[Piece],
     flows: &[(usize, usize, f64, bool)],
+    spikes_only: bool,
 ) -> f64 {
-    // Bins in first-use order along the slice order.
-    let mut bin_pos: BTreeMap<usize, usize> = BTreeMap::new();
-    for p in pieces {
-        let n = bin_pos.len();
-        bin_pos.entry(p.core).or_insert(n % walk.len());
-    }
+    let start = serpentine_start(walk.len(), walk, pieces);
     flows
         .iter()
-        .filter(|f| f.3)
+        .filter(|f| f.3 || !spikes_only)
         .map(|&(a, b, bytes, _)| {
             let (x, y) = (
-                m.position(walk[bin_pos[&pieces[a].core]]),
-                m.position(walk[bin_pos[&pieces[b].core]]),
+                m.position(start[pieces[a].core]),
+                m.position(start[pieces[b].core]),
             );
             bytes * (x.0.abs_diff(y.0) + x.1.abs_diff(y.1)) as f64
         })

@@ -23,6 +23,7 @@
 
 mod emit;
 mod map;
+pub mod passes;
 pub mod place;
 pub mod validate;
 
@@ -154,8 +155,9 @@ pub struct Layer {
     pub chip: usize,
     /// Extra kernel rows (receptive field - 1) of its convolutions.
     pub halo: usize,
-    /// Passes a full-T layer makes over its buffered input (its distinct reductions + the
-    /// apply pass); 1 for every other layer.
+    /// Reads a full-T layer makes of its buffered input ([`passes`]: statistics passes +
+    /// the apply pass; layer-serial: every distinct reduction + the apply pass); 1 for
+    /// every other layer.
     pub passes: usize,
     /// Dataflow of its convolution (none for other layers).
     pub dataflow: Option<crate::dataflow::Dataflow>,
@@ -216,6 +218,10 @@ pub struct Edge {
     pub dram_bytes: u64,
     /// True when producer and consumer sit on different chips.
     pub crosses_chips: bool,
+    /// The consumer reads the producer's stream (a line / one-step copy in the producer's
+    /// SRAM, over the routes) although the tensor is buffered whole for a later consumer.
+    #[serde(default)]
+    pub streamed: bool,
 }
 
 /// One SRAM region of a core.
@@ -281,6 +287,12 @@ pub struct Summary {
     /// same slices laid along the serpentine walk.
     pub hops_per_spike: f64,
     pub hops_per_spike_serpentine: f64,
+    /// The same over all on-chip traffic (spikes and real values, by wire bytes): what the
+    /// placement minimises, so never above the serpentine figure.
+    #[serde(default)]
+    pub hops_per_byte: f64,
+    #[serde(default)]
+    pub hops_per_byte_serpentine: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -343,6 +355,8 @@ pub struct LayerDraft {
     /// Needs all T (or the whole image) of its input at once.
     pub(crate) needs_all_t: bool,
     pub(crate) passes: usize,
+    /// Where its reductions run ([`passes`]).
+    pub(crate) pass_plan: passes::Passes,
 }
 
 impl LayerDraft {

@@ -681,6 +681,8 @@ fn account(
         hops_per_spike: x.hops_per_spike,
         hops_per_spike_placed_estimate: man.summary.hops_per_spike,
         hops_per_spike_serpentine_estimate: man.summary.hops_per_spike_serpentine,
+        hops_per_byte_placed_estimate: man.summary.hops_per_byte,
+        hops_per_byte_serpentine_estimate: man.summary.hops_per_byte_serpentine,
         lower_bound,
         step_cycles: x.step_cycles,
         full_t_cycles: x.full_t_cycles,

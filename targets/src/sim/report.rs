@@ -191,6 +191,10 @@ pub struct Report {
     pub hops_per_spike: f64,
     pub hops_per_spike_placed_estimate: f64,
     pub hops_per_spike_serpentine_estimate: f64,
+    /// The estimates over all on-chip traffic (wire bytes of spikes and real values): the
+    /// placement's objective, never above the serpentine walk's.
+    pub hops_per_byte_placed_estimate: f64,
+    pub hops_per_byte_serpentine_estimate: f64,
     pub lower_bound: LowerBound,
     /// Cycles per time step (streaming stages) and of the full-T stages, per image.
     pub step_cycles: Vec<u64>,
@@ -309,12 +313,14 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "  cores used         {} (mean utilisation {:.1} %); hops per spike {:.2} (placement estimate {:.2}, serpentine walk {:.2})",
+            "  cores used         {} (mean utilisation {:.1} %); hops per spike {:.2} (placement estimate {:.2}, serpentine walk {:.2}); hops per byte, all traffic: placement {:.2}, serpentine {:.2}",
             self.cores_used,
             100.0 * self.mean_utilisation,
             self.hops_per_spike,
             self.hops_per_spike_placed_estimate,
-            self.hops_per_spike_serpentine_estimate
+            self.hops_per_spike_serpentine_estimate,
+            self.hops_per_byte_placed_estimate,
+            self.hops_per_byte_serpentine_estimate
         );
         let _ = writeln!(
             s,
@@ -445,10 +451,12 @@ impl Report {
             (
                 "hops per spike",
                 format!(
-                    "{:.2} (placement estimate {:.2}, serpentine walk {:.2})",
+                    "{:.2} (placement estimate {:.2}, serpentine walk {:.2}); per byte of all traffic, the placement's objective: {:.2} placed, {:.2} serpentine",
                     self.hops_per_spike,
                     self.hops_per_spike_placed_estimate,
-                    self.hops_per_spike_serpentine_estimate
+                    self.hops_per_spike_serpentine_estimate,
+                    self.hops_per_byte_placed_estimate,
+                    self.hops_per_byte_serpentine_estimate
                 ),
             ),
             (

@@ -1,8 +1,9 @@
 //! Traffic and time of a deployment from its per-node counts.
 //!
 //! Traffic follows the manifest's edges: the part of a buffer held in DRAM is written once
-//! by the producer and read by every consumer (a full-T consumer once per pass); the part in
-//! SRAM travels over the routes (packets of `noc.packet_payload_bytes`, hops = tree links,
+//! by the producer and read by every consumer (a full-T consumer once per pass) except the
+//! consumers that read the producer's stream (`Edge::streamed`); the part in SRAM (all of
+//! it for those) travels over the routes (packets of `noc.packet_payload_bytes`, hops = tree links,
 //! `fraction` = the rows the destinations read; other chips over the card's links).
 //!
 //! Time, per stage in order (see [`crate::schedule`]):
@@ -130,7 +131,7 @@ pub(super) fn time(
                     ec[t].dram_bytes += dram;
                     layer_dram[from][t] += dram;
                 }
-                if let Some(to) = e.to_layer {
+                if let Some(to) = e.to_layer.filter(|_| !e.streamed) {
                     for &cs in &man.layers[to].slices {
                         core_extra[man.slices[cs].core][t].dram_bytes +=
                             dram * passes * share(man, cs);
@@ -139,8 +140,8 @@ pub(super) fn time(
                     layer_dram[to][t] += dram * passes;
                 }
             }
-            // SRAM part over the routes.
-            let on_chip = bytes * (1.0 - phi);
+            // SRAM part over the routes (all of it for a consumer reading the stream).
+            let on_chip = if e.streamed { bytes } else { bytes * (1.0 - phi) };
             if on_chip <= 0.0 {
                 continue;
             }
