@@ -201,7 +201,7 @@ fn an_impossible_mapping_is_one_clear_error_and_leaves_nothing() {
         "--target",
         "lynxi",
         "--input-size",
-        "64x64",
+        "50x60",
         "-o",
         s(&t.join("dep")),
     ]);
@@ -217,7 +217,7 @@ fn an_impossible_mapping_is_one_clear_error_and_leaves_nothing() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains(
-            "the deployment is compiled for 64x64 inputs (--input-size); the input is 48x64"
+            "the deployment runs images of 49-52 x 57-60 (reflect-padded to 52x60; compiled with --input-size); the input is 48x64: recompile with --input-size 48x64"
         ),
         "{err}"
     );

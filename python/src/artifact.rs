@@ -132,6 +132,7 @@ impl Artifact {
             wide: false,
             threads: if engine == "event" { spikerc_runtime::threads_used(threads) } else { 1 },
             simd: (engine == "event").then(|| self.program().level().name()),
+            shard: None,
         };
         let one = InputStats {
             name: None,

@@ -60,7 +60,7 @@ def test_deploy_and_simulate_errors(l3, f16_and_deployment, tmp_path):
     art, dep = f16_and_deployment
     with pytest.raises(spikerc.SpikercError, match="unknown target `gpu`"):
         art.deploy(target="gpu")
-    with pytest.raises(spikerc.SpikercError, match="compiled for 48x64 inputs .* the input is 32x32"):
+    with pytest.raises(spikerc.SpikercError, match=r"runs images of 45-48 x 61-64 \(reflect-padded to 48x64; compiled with --input-size\); the input is 32x32"):
         dep.simulate(l3.input[:, :, :32, :32].copy())
     with pytest.raises(spikerc.SpikercError, match="not a spikerc deployment"):
         spikerc.load(tmp_path)

@@ -451,8 +451,14 @@ fn map(
                 hop_cost.2 += bytes;
             }
         }
-        hop_cost.0 += serpentine_cost(machine, &walk, &chip_pieces, &flows, true);
-        all_cost.0 += serpentine_cost(machine, &walk, &chip_pieces, &flows, false);
+        if sched == Schedule::LayerSerial {
+            // Its placement is the serpentine walk itself (slices first-fit along it).
+            hop_cost.0 = hop_cost.1;
+            all_cost.0 = all_cost.1;
+        } else {
+            hop_cost.0 += serpentine_cost(machine, &walk, &chip_pieces, &flows, true);
+            all_cost.0 += serpentine_cost(machine, &walk, &chip_pieces, &flows, false);
+        }
         pieces.extend(chip_pieces.into_iter().map(|mut p| {
             p.core += base;
             p

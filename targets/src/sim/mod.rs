@@ -53,13 +53,29 @@ pub const ACTIONS: [&str; 11] = [
 /// Number of accounted actions.
 pub const NACT: usize = ACTIONS.len();
 
+/// The image sizes a deployment of (padded) size `dh x dw` runs, in the user's terms: every
+/// side that reflect-pads to it (`49-52 x 61-64 (reflect-padded to 52x64; ...)`).
+fn accepted_sizes(dh: usize, dw: usize, divisor: usize) -> String {
+    let side = |d: usize| {
+        let lo = d.saturating_sub(divisor.max(1) - 1).max(1);
+        if lo == d { d.to_string() } else { format!("{lo}-{d}") }
+    };
+    let (a, b) = (side(dh), side(dw));
+    if a == dh.to_string() && b == dw.to_string() {
+        format!("{dh}x{dw} (compiled with --input-size)")
+    } else {
+        format!("{a} x {b} (reflect-padded to {dh}x{dw}; compiled with --input-size)")
+    }
+}
+
 /// Why a simulation was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("the deployment is compiled for {dh}x{dw} inputs (--input-size); the input is {h}x{w}: recompile with --input-size {h}x{w}")]
+    #[error("the deployment runs images of {}; the input is {h}x{w}: recompile with --input-size {h}x{w}", accepted_sizes(*dh, *dw, *divisor))]
     InputSize {
         dh: usize,
         dw: usize,
+        divisor: usize,
         h: usize,
         w: usize,
     },
@@ -196,7 +212,7 @@ pub fn simulate_image(
     let [dh, dw] = man.model.input_size;
     if input.shape.len() == 4 && (input.shape[2], input.shape[3]) != (dh, dw) {
         let [h, w] = image_size.unwrap_or([input.shape[2], input.shape[3]]);
-        return Err(SimError::InputSize { dh, dw, h, w });
+        return Err(SimError::InputSize { dh, dw, divisor: g.spatial_divisor(), h, w });
     }
     spikerc_compiler::interp::check_input(g, input).map_err(RuntimeError::from)?;
     let (n, h, w) = (input.shape[0], input.shape[2], input.shape[3]);
