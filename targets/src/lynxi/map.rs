@@ -651,20 +651,7 @@ fn map(
         // What the producer cores cannot hold goes to the chip's cores with most room.
         if spill > 0 {
             let chip = chip_of_layer[from];
-            let mut by_room: Vec<(u64, usize)> = (chip * cpc..(chip + 1) * cpc)
-                .map(|c| (state_cap.saturating_sub(top_of(&live[c], &working, c, t0, t1)), c))
-                .collect();
-            by_room.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-            for (room, c) in by_room {
-                if spill == 0 || room < ALIGN {
-                    break;
-                }
-                let take = spill.min(room / ALIGN * ALIGN);
-                if let Some(off) = try_place(&mut live, &working, state_cap, c, take, t0, t1) {
-                    placed.push((c, off, take));
-                    spill -= take;
-                }
-            }
+            spill = spill_to_roomiest(&mut live, &working, state_cap, chip * cpc..(chip + 1) * cpc, spill, t0, t1, &mut placed);
             ok = spill == 0;
         }
         if !ok {
@@ -721,22 +708,10 @@ fn map(
                 None => spill += share,
             }
         }
-        let spill_total = spill;
         if spill > 0 {
-            let mut by_room: Vec<(u64, usize)> = (chip * cpc..(chip + 1) * cpc)
-                .map(|c| (state_cap.saturating_sub(top_of(&live[c], &working, c, t0, t1)), c))
-                .collect();
-            by_room.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-            for (room, c) in by_room {
-                if spill == 0 || room < ALIGN {
-                    break;
-                }
-                let take = spill.min(room / ALIGN * ALIGN);
-                if let Some(off) = try_place(&mut live, &working, state_cap, c, take, t0, t1) {
-                    homes.push((c, off, format!("spilled +{take}")));
-                    spill -= take;
-                }
-            }
+            let mut spilled = Vec::new();
+            spill = spill_to_roomiest(&mut live, &working, state_cap, chip * cpc..(chip + 1) * cpc, spill, t0, t1, &mut spilled);
+            homes.extend(spilled.into_iter().map(|(c, off, take)| (c, off, format!("spilled +{take}"))));
         }
         for (c, off, label) in homes {
             let need = live[c].iter().find(|r| r.0 == off && r.2 == t0 && r.3 == t1).map(|r| r.1).unwrap_or(0);
@@ -760,7 +735,6 @@ fn map(
             });
         }
         sram += bytes.saturating_sub(spill).min(bytes);
-        let _ = spill_total;
         let sram = sram.min(bytes);
         placed_bytes.insert(node, (bytes, sram, bytes - sram));
     }
@@ -1002,6 +976,37 @@ fn top_of(live: &[(u64, u64, usize, usize)], working: &[u64], c: usize, t0: usiz
         .max()
         .unwrap_or(0)
         .max(working[c])
+}
+
+/// Places `spill` bytes of a buffer live during `[t0, t1]` on the cores of `cores` with the
+/// most free state SRAM first (ties: lowest id), in aligned pieces, pushing `(core, offset,
+/// bytes)` to `placed`; returns the bytes that found no room.
+#[allow(clippy::too_many_arguments)]
+fn spill_to_roomiest(
+    live: &mut [Vec<(u64, u64, usize, usize)>],
+    working: &[u64],
+    cap: u64,
+    cores: std::ops::Range<usize>,
+    mut spill: u64,
+    t0: usize,
+    t1: usize,
+    placed: &mut Vec<(usize, u64, u64)>,
+) -> u64 {
+    let mut by_room: Vec<(u64, usize)> = cores
+        .map(|c| (cap.saturating_sub(top_of(&live[c], working, c, t0, t1)), c))
+        .collect();
+    by_room.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (room, c) in by_room {
+        if spill == 0 || room < ALIGN {
+            break;
+        }
+        let take = spill.min(room / ALIGN * ALIGN);
+        if let Some(off) = try_place(live, working, cap, c, take, t0, t1) {
+            placed.push((c, off, take));
+            spill -= take;
+        }
+    }
+    spill
 }
 
 /// First-fit of `bytes` (aligned) in core `c`'s state SRAM above its working set, among the

@@ -79,8 +79,9 @@ impl Passes {
 /// bands (not layer-serial); `band_fits`: the apply pass's line buffer of all T x C fits.
 pub fn plan(reductions: &[Reduction], apply: bool, streaming: bool, band_fits: bool) -> Passes {
     use std::collections::BTreeSet;
-    let (mut on_write, mut in_band, mut separate): (BTreeSet<&[usize]>, BTreeSet<&[usize]>, BTreeSet<&[usize]>) =
-        Default::default();
+    let mut on_write: BTreeSet<&[usize]> = BTreeSet::new();
+    let mut in_band: BTreeSet<&[usize]> = BTreeSet::new();
+    let mut separate: BTreeSet<&[usize]> = BTreeSet::new();
     for r in reductions {
         let axes = r.axes.as_slice();
         if !streaming {
